@@ -1,0 +1,253 @@
+"""Frozen configuration objects, TOML loading and validation.
+
+Nothing here imports torch or mlflow: the CLI builds and validates a configuration before
+paying for those imports. A TOML file has one table per dataclass (``[data]``, ``[model]``,
+``[train]``, ``[search]``, ``[tracking]``) plus an optional top-level ``output``; an unknown
+table or key is an error that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from mtlbench.errors import UserError
+
+BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "tiny")
+OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
+SEARCHES: tuple[str, ...] = ("grid", "optuna")
+DEFAULT_STRATEGIES: tuple[str, ...] = ("sum", "uncertainty", "dwa")
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value a user gave is invalid; the message names it and the valid choices."""
+
+
+def _choice(what: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(valid)}")
+
+
+def _positive(what: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{what} must be a positive number, got {value!r}")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("MTLBENCH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "mtlbench"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str | None = None  # folder or archive of UTKFace images; None means synthetic
+    image_size: int = 32
+    max_samples: int | None = None
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_seed: int = 0
+    cache_dir: str | None = None
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.source == "synthetic":
+            object.__setattr__(self, "source", None)
+        if not isinstance(self.image_size, int) or self.image_size < 16:
+            raise ConfigError(f"image_size must be an integer >= 16, got {self.image_size!r}")
+        if self.max_samples is not None and (
+            not isinstance(self.max_samples, int) or self.max_samples < 10
+        ):
+            raise ConfigError(f"max_samples must be an integer >= 10, got {self.max_samples!r}")
+        split = tuple(float(f) for f in self.split)
+        if len(split) != 3 or any(f <= 0 for f in split) or abs(sum(split) - 1) > 1e-6:
+            raise ConfigError(
+                f"split must be three positive fractions summing to 1, got {self.split!r}"
+            )
+        object.__setattr__(self, "split", split)
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet18"
+    weights: str = "none"  # none | imagenet | path to a state_dict file
+    head_hidden: int = 512
+
+    def __post_init__(self) -> None:
+        _choice("backbone", self.backbone, BACKBONES)
+        if self.weights not in ("none", "imagenet") and not Path(self.weights).is_file():
+            raise ConfigError(
+                f"--weights {self.weights!r} is neither 'none', 'imagenet' nor an existing file"
+            )
+        if not isinstance(self.head_hidden, int) or self.head_hidden < 1:
+            raise ConfigError(f"head_hidden must be a positive integer, got {self.head_hidden!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 15
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # SGD only
+    device: str = "auto"  # auto | cpu | cuda | cuda:<i>
+    channels_last: bool = True
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("amp mode", self.amp, ("auto", "bf16", "off"))
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ConfigError(
+                f"unknown device {dev!r}; valid choices: auto, cpu, cuda, cuda:<index>"
+            )
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    lrs: tuple[float, ...] = (1e-3,)
+    seeds: tuple[int, ...] = (0,)
+    strategy_params: tuple[str, ...] = ()  # "dwa.temperature=2" items
+    search: str = "grid"
+    n_trials: int = 20
+    storage: str | None = None
+    study_name: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategies", tuple(self.strategies))
+        object.__setattr__(self, "lrs", tuple(float(lr) for lr in self.lrs))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "strategy_params", tuple(self.strategy_params))
+        if not self.strategies:
+            raise ConfigError("at least one strategy is needed")
+        if not self.lrs:
+            raise ConfigError("at least one learning rate is needed")
+        for lr in self.lrs:
+            _positive("learning rate", lr)
+        if not self.seeds:
+            raise ConfigError("at least one seed is needed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct, got {self.seeds!r}")
+        _choice("search", self.search, SEARCHES)
+        if not isinstance(self.n_trials, int) or self.n_trials < 1:
+            raise ConfigError(f"n_trials must be a positive integer, got {self.n_trials!r}")
+        for item in self.strategy_params:
+            if "=" not in item or "." not in item.split("=", 1)[0]:
+                raise ConfigError(
+                    f"strategy parameter {item!r} must look like <strategy>.<name>=<value>, "
+                    "e.g. dwa.temperature=2"
+                )
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    experiment: str = "mtlbench"
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+
+    def __post_init__(self) -> None:
+        if not self.experiment.strip():
+            raise ConfigError("experiment name must not be empty")
+
+    @property
+    def resolved_uri(self) -> str:
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    output: str | None = None  # None: results/<experiment>
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path("results") / self.tracking.experiment
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "search": SearchConfig,
+    "tracking": TrackingConfig,
+}
+
+
+def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(
+                f"unknown key {key!r} in [{section}]; valid keys: {', '.join(sorted(known))}"
+            )
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a value of the wrong type reaching a comparison
+        raise ConfigError(f"invalid value in [{section}]: {exc}") from exc
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> RunConfig:
+    sections: dict[str, Any] = {}
+    output = None
+    for key, value in raw.items():
+        if key == "output":
+            output = str(value)
+        elif key in _SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"[{key}] must be a table")
+            sections[key] = _build(_SECTIONS[key], key, value)
+        else:
+            valid = ", ".join([*_SECTIONS, "output"])
+            raise ConfigError(f"unknown config section {key!r}; valid sections: {valid}")
+    return RunConfig(**sections, output=output)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a TOML study definition (data only, never executed)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from exc
+    return config_from_dict(raw)
+
+
+def override(cfg: RunConfig, section: str, **changes: Any) -> RunConfig:
+    """Return ``cfg`` with the non-None ``changes`` applied to one section (CLI flags win)."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        return cfg
+    if section == "root":
+        return dataclasses.replace(cfg, **changes)
+    current = getattr(cfg, section)
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(current, **changes)})

@@ -1,0 +1,130 @@
+"""The one channel through which library code reports progress and messages.
+
+Library modules never print: they receive a :class:`Reporter`. The CLI passes a
+:class:`RichReporter` (progress bars on stderr); tests and library callers get the silent
+:class:`NullReporter` by default.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+
+class ProgressTask(Protocol):
+    def advance(self, n: float = 1, **fields: Any) -> None: ...
+    def update(self, **fields: Any) -> None: ...
+
+
+class Reporter(Protocol):
+    def info(self, message: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def progress(self, description: str, total: float | None) -> Any:
+        """A context manager yielding a :class:`ProgressTask`."""
+        ...
+
+
+class _NullTask:
+    def advance(self, n: float = 1, **fields: Any) -> None:
+        pass
+
+    def update(self, **fields: Any) -> None:
+        pass
+
+
+class NullReporter:
+    """Discards everything; the default for library calls and tests."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.messages.append(message)
+
+    def warn(self, message: str) -> None:
+        self.messages.append(f"warning: {message}")
+
+    @contextmanager
+    def progress(self, description: str, total: float | None) -> Iterator[_NullTask]:
+        yield _NullTask()
+
+
+class _RichTask:
+    def __init__(self, progress: Any, task_id: Any) -> None:
+        self._progress = progress
+        self._id = task_id
+
+    def advance(self, n: float = 1, **fields: Any) -> None:
+        self._progress.update(self._id, advance=n, **self._fields(fields))
+
+    def update(self, **fields: Any) -> None:
+        self._progress.update(self._id, **self._fields(fields))
+
+    @staticmethod
+    def _fields(fields: dict[str, Any]) -> dict[str, Any]:
+        if not fields:
+            return {}
+        text = "  ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
+        )
+        return {"status": text}
+
+
+class RichReporter:
+    """Progress bars and messages on stderr, for the CLI."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self._live: Any = None
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+    @contextmanager
+    def progress(self, description: str, total: float | None) -> Iterator[Any]:
+        if self.quiet or (not sys.stderr.isatty() and total is None):
+            yield _NullTask()
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if self._live is not None:
+            # Nested bars share the outer Progress display instead of fighting over the terminal.
+            task_id = self._live.add_task(description, total=total, status="")
+            try:
+                yield _RichTask(self._live, task_id)
+            finally:
+                self._live.remove_task(task_id)
+            return
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+            transient=False,
+        )
+        with progress:
+            self._live = progress
+            try:
+                task_id = progress.add_task(description, total=total, status="")
+                yield _RichTask(progress, task_id)
+            finally:
+                self._live = None

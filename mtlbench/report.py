@@ -1,0 +1,116 @@
+"""Aggregate trials (as stored in MLflow) into the per-strategy comparison.
+
+Input is the frame from :func:`mtlbench.tracking.load_trials`; nothing here trains or talks to
+MLflow. The learning rate of each strategy is chosen on validation (mean ``best_val/score``
+over seeds, lower is better); the reported numbers are the test metrics of that learning rate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtlbench.tasks import TASKS
+
+TEST_METRICS: tuple[str, ...] = tuple(f"test/{t.metric}" for t in TASKS)
+SELECTION_METRIC = "best_val/score"
+
+
+def _float(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series(np.nan, index=frame.index)
+    return pd.to_numeric(frame[column], errors="coerce")
+
+
+def tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """Typed columns: strategy, lr, seed, status, and the final metrics."""
+    if trials.empty:
+        return pd.DataFrame(columns=["run_id", "strategy", "lr", "seed", "status"])
+    out = pd.DataFrame(
+        {
+            "run_id": trials["run_id"],
+            "strategy": trials.get("param.strategy"),
+            "lr": _float(trials, "param.lr"),
+            "seed": _float(trials, "param.seed").astype("Int64"),
+            "status": trials["status"],
+        }
+    )
+    for col in (SELECTION_METRIC, "best_epoch", *TEST_METRICS, "test/score"):
+        out[col] = _float(trials, col)
+    return out.sort_values(["strategy", "lr", "seed"]).reset_index(drop=True)
+
+
+def choose_lr(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: the learning rate with the lowest mean validation score."""
+    done = tidy[tidy["status"] == "finished"]
+    if done.empty:
+        return pd.DataFrame(columns=["strategy", "lr"])
+    by_lr = done.groupby(["strategy", "lr"], as_index=False)[SELECTION_METRIC].mean()
+    best = by_lr.loc[by_lr.groupby("strategy")[SELECTION_METRIC].idxmin()]
+    return best[["strategy", "lr"]].reset_index(drop=True)
+
+
+def summarize(tidy: pd.DataFrame) -> pd.DataFrame:
+    """One row per strategy at its chosen lr: mean and std over seeds of each test metric."""
+    rows = []
+    chosen = choose_lr(tidy)
+    for strategy, group in tidy.groupby("strategy", sort=True):
+        counts = group["status"].value_counts()
+        row: dict[str, object] = {
+            "strategy": strategy,
+            "n_trials": len(group),
+            "n_diverged": int(counts.get("diverged", 0)),
+            "n_failed": int(counts.get("failed", 0)),
+        }
+        pick = chosen[chosen["strategy"] == strategy]
+        if pick.empty:
+            row["best_lr"] = np.nan
+        else:
+            lr = float(pick["lr"].iloc[0])
+            sel = group[(group["lr"] == lr) & (group["status"] == "finished")]
+            row["best_lr"] = lr
+            row["n_seeds"] = len(sel)
+            row["val_score"] = sel[SELECTION_METRIC].mean()
+            for col in (*TEST_METRICS, "test/score"):
+                row[col] = sel[col].mean()
+                row[f"{col}_std"] = sel[col].std(ddof=1) if len(sel) > 1 else np.nan
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    if "val_score" in summary:
+        summary = summary.sort_values("val_score", na_position="last").reset_index(drop=True)
+    return summary
+
+
+def _mean_std(row: pd.Series, col: str, fmt: str) -> str:
+    m, s = row.get(col, np.nan), row.get(f"{col}_std", np.nan)
+    if pd.isna(m):
+        return "–"
+    return format(m, fmt) + ("" if pd.isna(s) else " ± " + format(s, fmt))
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """A small Markdown table (mean ± std over seeds)."""
+    header = (
+        "| strategy | best lr | seeds | test age MAE (years) | test gender acc | test race acc |"
+    )
+    lines = [header, "|---|---|---|---|---|---|"]
+    for _, r in summary.iterrows():
+        lr = "–" if pd.isna(r.get("best_lr")) else f"{r['best_lr']:g}"
+        seeds = r.get("n_seeds", 0)
+        lines.append(
+            f"| {r['strategy']} | {lr} | {0 if pd.isna(seeds) else int(seeds)} | "
+            f"{_mean_std(r, 'test/age_mae', '.2f')} | {_mean_std(r, 'test/gender_acc', '.3f')} | "
+            f"{_mean_std(r, 'test/race_acc', '.3f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(tidy: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "trials.csv", out_dir / "summary.csv", out_dir / "summary.md"]
+    tidy.to_csv(paths[0], index=False)
+    summary.to_csv(paths[1], index=False)
+    paths[2].write_text(summary_markdown(summary), encoding="utf-8")
+    return paths

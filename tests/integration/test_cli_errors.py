@@ -1,0 +1,119 @@
+"""Bad input: one clear line on stderr, exit code 2, no traceback; bad files skipped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mtlbench.cli import app
+from mtlbench.data import write_faces
+from tests.conftest import balanced_labels
+
+
+def _run(tmp_path: Path, *args: str):
+    base = [
+        "run",
+        "--backbone",
+        "tiny",
+        "--epochs",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    return CliRunner().invoke(app, [*base, *args])
+
+
+def _assert_clean_error(result, needle: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert needle in result.output
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    _assert_clean_error(_run(tmp_path, "--data", str(tmp_path / "empty")), "empty")
+
+
+def test_folder_of_junk_only(tmp_path):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("hello")
+    (junk / "20_0_0_20170101000000000.jpg.chip.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (junk / "x.jpg").write_bytes(b"")
+    _assert_clean_error(_run(tmp_path, "--data", str(junk)), "no valid image found")
+
+
+def test_missing_path(tmp_path):
+    _assert_clean_error(_run(tmp_path, "--data", str(tmp_path / "nowhere")), "does not exist")
+
+
+def test_unknown_strategy_lists_valid_ones(tmp_path):
+    result = _run(tmp_path, "--strategies", "sum,fancy")
+    _assert_clean_error(result, "unknown strategy 'fancy'")
+    assert "dwa" in result.output and "uncertainty" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--lrs", "0"], "learning rate must be a positive number"),
+        (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--backbone", "vgg"], "unknown backbone 'vgg'"),
+        (["--optimizer", "adam"], "unknown optimizer 'adam'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--strategy-param", "dwa.temp=3"], "no hyperparameter 'temp'"),
+    ],
+)
+def test_bad_options(tmp_path, args, needle):
+    _assert_clean_error(_run(tmp_path, *args), needle)
+
+
+def test_corrupt_image_among_good_ones_is_skipped_and_counted(tmp_path):
+    folder = tmp_path / "mixed"
+    write_faces(folder, balanced_labels(40), size=32, seed=3)
+    (folder / "30_1_2_20170101000000001.jpg.chip.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    result = _run(tmp_path, "--data", str(folder), "--strategies", "sum")
+    assert result.exit_code == 0, result.output
+    assert "40 images, 1 skipped" in result.output
+    skipped = next((tmp_path / "cache").rglob("skipped.tsv")).read_text()
+    assert "30_1_2_20170101000000001.jpg.chip.jpg" in skipped
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtlbench", "run", "--data", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "error:" in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_help_does_not_import_torch_or_mlflow():
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "mtlbench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0
+    assert "run" in proc.stdout
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    for heavy in ("torch", "torchvision", "mlflow"):
+        assert heavy not in imported, f"--help imported {heavy}"
+
+
+def test_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("mtlbench ")

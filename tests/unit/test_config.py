@@ -1,0 +1,85 @@
+import pytest
+
+from mtlbench.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    SearchConfig,
+    TrainConfig,
+    load_config,
+    override,
+)
+
+
+def test_toml_overrides_defaults_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text(
+        '[data]\nimage_size = 48\n[search]\nstrategies = ["sum", "dwa"]\nlrs = [1e-3, 3e-4]\n'
+        '[train]\nepochs = 5\n[tracking]\nexperiment = "x"\n'
+    )
+    cfg = load_config(path)
+    assert cfg.data.image_size == 48
+    assert cfg.search.strategies == ("sum", "dwa")
+    assert cfg.search.lrs == (1e-3, 3e-4)
+    assert cfg.train.epochs == 5
+    assert cfg.train.batch_size == 64  # default kept
+    assert cfg.output_dir.as_posix() == "results/x"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[train]\nepoch = 3\n", "unknown key 'epoch' in [train]"),
+        ("[trainer]\nepochs = 3\n", "unknown config section 'trainer'"),
+        ("[train\nepochs = 3\n", "not valid TOML"),
+        ("[train]\nbatch_size = 0\n", "batch_size must be a positive integer"),
+        ("[search]\nlrs = [-1.0]\n", "learning rate must be a positive number"),
+        ("[train]\noptimizer = 'adam'\n", "unknown optimizer 'adam'; valid choices: adamw, sgd"),
+        ("[model]\nbackbone = 'vgg'\n", "unknown backbone 'vgg'"),
+    ],
+)
+def test_bad_config_files_name_the_problem(tmp_path, text, needle):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=None) as err:
+        load_config(path)
+    assert needle in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_cli_style_override_validates():
+    cfg = RunConfig()
+    cfg2 = override(cfg, "train", epochs=7, batch_size=None)
+    assert cfg2.train.epochs == 7 and cfg2.train.batch_size == cfg.train.batch_size
+    with pytest.raises(ConfigError, match="epochs must be a positive integer"):
+        override(cfg, "train", epochs=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"split": (0.5, 0.5, 0.5)}, "sum"),
+        ({"image_size": 8}, "image_size"),
+        ({"max_samples": 3}, "max_samples"),
+    ],
+)
+def test_data_config_validation(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        DataConfig(**kwargs)
+
+
+def test_synthetic_source_normalises_to_none():
+    assert DataConfig(source="synthetic").source is None
+
+
+def test_search_config_validation():
+    with pytest.raises(ConfigError, match="distinct"):
+        SearchConfig(seeds=(0, 0))
+    with pytest.raises(ConfigError, match=r"<strategy>\.<name>=<value>"):
+        SearchConfig(strategy_params=("temperature=2",))
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        TrainConfig(device="gpu")
