@@ -6,6 +6,7 @@ strategy, learning rate and seed sees exactly the same images in the same split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,13 +63,19 @@ class Reference:
             race_err=max(majority_err(labels[:, 2]), 1e-6),
         )
 
-    def score(self, metrics: dict[str, float]) -> float:
-        """Mean over tasks of error / constant-predictor error: 1 = trivial, 0 = perfect."""
-        return (
-            metrics["age_mae"] / self.age_mae
-            + (1 - metrics["gender_acc"]) / self.gender_err
-            + (1 - metrics["race_acc"]) / self.race_err
-        ) / 3
+    def relative_errors(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Per task: error / constant-predictor error (1 = trivial, 0 = perfect)."""
+        return {
+            "age": metrics["age_mae"] / self.age_mae,
+            "gender": (1 - metrics["gender_acc"]) / self.gender_err,
+            "race": (1 - metrics["race_acc"]) / self.race_err,
+        }
+
+    def score(self, metrics: dict[str, float], tasks: Sequence[str] | None = None) -> float:
+        """Mean relative error over ``tasks`` (default: all): the model-selection score."""
+        errors = self.relative_errors(metrics)
+        names = list(tasks) if tasks is not None else list(errors)
+        return sum(errors[name] for name in names) / len(names)
 
 
 @dataclass(frozen=True)

@@ -24,22 +24,95 @@ def _float(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce")
 
 
+# Trials compare (and single-task baselines apply) only within one such group.
+GROUP_PARAMS: tuple[str, ...] = ("data_sha256", "split_sha256", "image_size", "backbone", "epochs")
+VAL_METRICS: tuple[str, ...] = tuple(f"best_val/{t.metric}" for t in TASKS)
+
+
 def tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """Typed columns: strategy, lr, seed, status, and the final metrics."""
+    """Typed columns: strategy, lr, seed, status, group params, trained tasks, final metrics."""
+    base_cols = [
+        "run_id",
+        "parent_run_id",
+        "strategy",
+        "lr",
+        "seed",
+        "status",
+        "tasks",
+        *GROUP_PARAMS,
+    ]
     if trials.empty:
-        return pd.DataFrame(columns=["run_id", "strategy", "lr", "seed", "status"])
+        return pd.DataFrame(columns=base_cols)
     out = pd.DataFrame(
         {
             "run_id": trials["run_id"],
+            "parent_run_id": trials.get("parent_run_id"),
             "strategy": trials.get("param.strategy"),
             "lr": _float(trials, "param.lr"),
             "seed": _float(trials, "param.seed").astype("Int64"),
             "status": trials["status"],
+            "tasks": trials.get("param.tasks", pd.Series(ALL_TASKS, index=trials.index)),
         }
     )
-    for col in (SELECTION_METRIC, "best_epoch", *TEST_METRICS, "test/score"):
+    for key in GROUP_PARAMS:
+        out[key] = trials.get(f"param.{key}", pd.Series("", index=trials.index)).fillna("")
+    metrics = (SELECTION_METRIC, "best_epoch", *VAL_METRICS, *TEST_METRICS, "test/score")
+    for col in (*metrics, "test/delta_m"):
         out[col] = _float(trials, col)
     return out.sort_values(["strategy", "lr", "seed"]).reset_index(drop=True)
+
+
+ALL_TASKS = ",".join(t.name for t in TASKS)
+
+
+def single_task_baselines(tidy: pd.DataFrame) -> pd.DataFrame:
+    """B_t for delta-m: per group and task, the finished trials that trained only that task.
+
+    Their learning rate is chosen on the task's own validation metric (mean over seeds);
+    ``baseline`` is the mean test metric over seeds at that learning rate.
+    """
+    cols = [*GROUP_PARAMS, "task", "lr", "baseline", "n_seeds"]
+    rows = []
+    single = tidy[(tidy["status"] == "finished") & ~tidy["tasks"].str.contains(",", na=True)]
+    for task in TASKS:
+        mine = single[single["tasks"] == task.name]
+        val_col, test_col = f"best_val/{task.metric}", f"test/{task.metric}"
+        for key, group in mine.groupby(list(GROUP_PARAMS)):
+            by_lr = group.groupby("lr")[[val_col, test_col]].mean()
+            best = by_lr[val_col].idxmax() if task.higher_is_better else by_lr[val_col].idxmin()
+            n = int((group["lr"] == best).sum())
+            rows.append([*key, task.name, best, by_lr.loc[best, test_col], n])
+    return pd.DataFrame(rows, columns=cols)
+
+
+def delta_m(metrics: dict[str, float], baselines: dict[str, float]) -> float:
+    """``100/T * sum_t (-1)^{higher_is_better_t} (M_t - B_t) / B_t``; lower is better.
+
+    ``metrics`` and ``baselines`` are keyed by task name.
+    """
+    total = 0.0
+    for task in TASKS:
+        sign = -1.0 if task.higher_is_better else 1.0
+        total += sign * (metrics[task.name] - baselines[task.name]) / baselines[task.name]
+    return 100.0 * total / len(TASKS)
+
+
+def with_delta_m(tidy: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """Add ``test/delta_m`` to every finished multi-task trial whose group has all baselines."""
+    out = tidy.copy()
+    if baselines.empty:
+        return out
+    for key, group in baselines.groupby(list(GROUP_PARAMS)):
+        if set(group["task"]) != {t.name for t in TASKS}:
+            continue
+        base = dict(zip(group["task"], group["baseline"], strict=True))
+        mask = (out["status"] == "finished") & (out["tasks"] == ALL_TASKS)
+        for k, v in zip(GROUP_PARAMS, key, strict=True):
+            mask &= out[k] == v
+        for idx in out.index[mask]:
+            metrics = {t.name: out.at[idx, f"test/{t.metric}"] for t in TASKS}
+            out.at[idx, "test/delta_m"] = delta_m(metrics, base)
+    return out
 
 
 def choose_lr(tidy: pd.DataFrame) -> pd.DataFrame:
@@ -73,7 +146,7 @@ def summarize(tidy: pd.DataFrame) -> pd.DataFrame:
             row["best_lr"] = lr
             row["n_seeds"] = len(sel)
             row["val_score"] = sel[SELECTION_METRIC].mean()
-            for col in (*TEST_METRICS, "test/score"):
+            for col in (*TEST_METRICS, "test/score", "test/delta_m"):
                 row[col] = sel[col].mean()
                 row[f"{col}_std"] = sel[col].std(ddof=1) if len(sel) > 1 else np.nan
         rows.append(row)

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 from mtlbench import weighting
 from mtlbench.config import RunConfig
 from mtlbench.progress import NullReporter, Reporter
-from mtlbench.tracking import KIND_TAG, STATUS_TAG, TrackedRun, Tracker, load_histories, load_trials
+from mtlbench.tracking import (
+    KIND_TAG,
+    STATUS_TAG,
+    TrackedRun,
+    Tracker,
+    load_histories,
+    load_trials,
+    log_metrics,
+)
 from mtlbench.train import TrialResult, TrialSpec, fit, trial_params
 
 if TYPE_CHECKING:
@@ -33,10 +41,11 @@ class StudyOutcome:
 
 
 def grid_trials(cfg: RunConfig) -> list[TrialSpec]:
+    from mtlbench.weighting.registry import expand_spec
+
     s = cfg.search
-    return [
-        TrialSpec(st, lr, seed) for st, lr, seed in itertools.product(s.strategies, s.lrs, s.seeds)
-    ]
+    specs = [x for spec in s.strategies for x in expand_spec(spec)]
+    return [TrialSpec(st, lr, seed) for st, lr, seed in itertools.product(specs, s.lrs, s.seeds)]
 
 
 def validate_strategies(cfg: RunConfig) -> None:
@@ -68,12 +77,22 @@ def study_params(cfg: RunConfig, data_params: dict[str, str]) -> dict[str, str]:
 def write_outputs(
     uri: str, experiment: str, parent: TrackedRun | None, parent_ids: list[str], out_dir: Path
 ) -> tuple[pd.DataFrame, list[Path]]:
-    """Read the study's trials back from MLflow; write tables and the figure; log them."""
+    """Read the study's trials back from MLflow; write tables and the figure; log them.
+
+    Single-task baselines may come from any study of the experiment with the same data,
+    split, image size, backbone and epochs; every multi-task trial they apply to gets
+    ``test/delta_m`` logged (earlier studies included, once baselines exist).
+    """
     from mtlbench import plots, report
     from mtlbench.tasks import TASKS
 
-    trials = load_trials(uri, experiment, parent_ids)
-    tidy = report.tidy_trials(trials)
+    everything = report.tidy_trials(load_trials(uri, experiment))
+    before = everything["test/delta_m"].copy()
+    everything = report.with_delta_m(everything, report.single_task_baselines(everything))
+    changed = everything["test/delta_m"].notna() & (everything["test/delta_m"] != before)
+    for _, row in everything[changed].iterrows():
+        log_metrics(uri, row["run_id"], {"test/delta_m": float(row["test/delta_m"])})
+    tidy = everything[everything["parent_run_id"].isin(parent_ids)].reset_index(drop=True)
     summary = report.summarize(tidy)
     files = report.write_tables(tidy, summary, out_dir)
     keys = [*(f"val/{t.metric}" for t in TASKS), *(f"weight/{t.name}" for t in TASKS)]

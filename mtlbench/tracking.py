@@ -116,6 +116,11 @@ class Tracker:
         return run
 
 
+def log_metrics(uri: str, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    """Add metrics to an existing (possibly finished) run, e.g. delta-m once baselines exist."""
+    TrackedRun(make_client(uri), run_id).log_metrics(metrics, step=step)
+
+
 def tracking_uri_for_ui(uri: str) -> str:
     """The store URI as ``mlflow ui --backend-store-uri`` wants it (absolute sqlite path)."""
     prefix = "sqlite:///"

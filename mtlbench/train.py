@@ -27,6 +27,7 @@ from mtlbench.prepare import PreparedData, resolve_amp
 from mtlbench.progress import NullReporter, Reporter
 from mtlbench.tasks import TASKS, Task
 from mtlbench.weighting import Strategy
+from mtlbench.weighting.registry import describe
 
 PROGRESS_EVERY = 10  # steps between host syncs for the progress bar and the NaN check
 
@@ -215,7 +216,7 @@ def trial_params(
     spec: TrialSpec, cfg: RunConfig, data: PreparedData, device: torch.device
 ) -> dict[str, str]:
     cls, hp = weighting.resolve(spec.strategy, cfg.search.strategy_params)
-    from mtlbench.weighting.registry import describe
+    trained = cls(TASKS, seed=spec.seed, **hp).trained_tasks()
 
     amp = resolve_amp(cfg.train, device)
     return {
@@ -232,6 +233,7 @@ def trial_params(
         "amp": "bf16" if amp is not None else "off",
         "channels_last": str(cfg.train.channels_last),
         "strategy_needs": cls.needs.value,
+        "tasks": ",".join(trained),
         **data.params,
         **describe(hp, cls),
     }
@@ -256,6 +258,7 @@ def fit(
     strategy = weighting.create(
         spec.strategy, TASKS, seed=spec.seed, overrides=cfg.search.strategy_params
     ).to(device)
+    trained = strategy.trained_tasks()
     optimizer = make_optimizer(cfg.train, spec.lr, model, strategy)
     amp_dtype = resolve_amp(cfg.train, device)
     gen = torch.Generator(device=device).manual_seed(spec.seed)
@@ -310,7 +313,7 @@ def fit(
         strategy.on_epoch_end(epoch, stats.task_losses)
         val_start = time.perf_counter()
         val = evaluate(model, eval_batches(data.val), amp_dtype=amp_dtype)
-        val["score"] = data.reference.score(val)
+        val["score"] = data.reference.score(val, trained)
         epoch_s = stats.seconds + time.perf_counter() - val_start
         metrics = {
             f"train/loss_{t.name}": v
@@ -321,6 +324,7 @@ def fit(
         metrics.update(
             {f"weight/{t.name}": v for t, v in zip(TASKS, stats.weights.tolist(), strict=True)}
         )
+        metrics.update({f"strategy/{k}": v for k, v in strategy.diagnostics().items()})
         metrics["time/epoch_s"] = epoch_s
         metrics["throughput/train_img_s"] = stats.images / max(stats.seconds, 1e-9)
         run.log_metrics(metrics, step=epoch)
@@ -333,7 +337,7 @@ def fit(
     if result.status == "finished" and best_state is not None:
         model.load_state_dict(best_state)
         test = evaluate(model, eval_batches(data.test), amp_dtype=amp_dtype)
-        test["score"] = data.reference.score(test)
+        test["score"] = data.reference.score(test, trained)
         result.test = test
         final = {f"test/{k}": v for k, v in test.items()}
         final.update({f"best_val/{k}": v for k, v in result.val.items()})

@@ -70,7 +70,7 @@ def finished_run(faces_dir: Path, session_cache: Path, tmp_path_factory: pytest.
         "it",
         "--output",
         str(work / "out"),
-    ]
+    ]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return work, uri, result.output
@@ -151,3 +151,38 @@ def test_artifacts_and_output_files(finished_run):
     assert len(trials) == 4  # header + 3 trials
     summary = (out / "summary.md").read_text()
     assert "| sum |" in summary and "| dwa |" in summary
+
+
+def test_stl_expands_per_task_and_delta_m_is_logged(faces_dir, session_cache, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [
+        "run", "--strategies", "sum,stl", "--backbone", "tiny", "--epochs", "1",
+        "--data", str(faces_dir), "--cache-dir", str(session_cache), "--tracking-uri", uri,
+        "--experiment", "dm", "--output", str(tmp_path / "out"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("dm")
+    runs = {
+        r.data.params["strategy"]: r
+        for r in client.search_runs([exp.experiment_id], "tags.`mtlbench.kind` = 'trial'")
+    }
+    assert set(runs) == {"sum", "stl:age", "stl:gender", "stl:race"}
+    assert runs["stl:race"].data.params["tasks"] == "race"
+    assert runs["sum"].data.params["tasks"] == "age,gender,race"
+    # delta-m against the three single-task runs, recomputed by hand
+    m = runs["sum"].data.metrics
+    b = {t: runs[f"stl:{t}"].data.metrics for t in ("age", "gender", "race")}
+    expected = (
+        100
+        / 3
+        * (
+            (m["test/age_mae"] - b["age"]["test/age_mae"]) / b["age"]["test/age_mae"]
+            - (m["test/gender_acc"] - b["gender"]["test/gender_acc"])
+            / b["gender"]["test/gender_acc"]
+            - (m["test/race_acc"] - b["race"]["test/race_acc"]) / b["race"]["test/race_acc"]
+        )
+    )
+    assert m["test/delta_m"] == pytest.approx(expected, rel=1e-6)
+    assert "test/delta_m" not in runs["stl:age"].data.metrics

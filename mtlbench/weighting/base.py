@@ -1,0 +1,225 @@
+"""The weighting extension point.
+
+A strategy is an ``nn.Module`` (its learned parameters and buffers live in ``state_dict`` and
+are checkpointed with the model) that declares, through :attr:`Strategy.needs`, what it must
+see each step:
+
+* ``LOSSES``: the per-task batch losses; it returns a scalar loss to back-propagate.
+* ``LAST_SHARED_LAYER``: the losses plus the per-task gradients of the last shared layer's
+  weight (GradNorm); it still returns a scalar loss to back-propagate.
+* ``REPRESENTATION``: per-task gradients of the shared features (heads only, cheap).
+* ``SHARED_PARAMETERS``: per-task gradients of the shared backbone parameters.
+
+Gradient methods return the combined gradient for the shared block; the gradient engine
+(:mod:`mtlbench.gradients`) computes the Jacobian once and applies the result, so no strategy
+runs its own backward pass. Anything a strategy needs from the past reaches it through
+:meth:`Strategy.on_epoch_end` / :meth:`Strategy.after_step` arguments, never through
+attributes set from outside. Every strategy always reports the task weights it applied.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from mtlbench.tasks import Task
+from mtlbench.weighting._linalg import gramian
+
+HyperValue = float | int | str | tuple[float, ...]
+
+
+class GradientNeed(enum.Enum):
+    LOSSES = "losses"
+    LAST_SHARED_LAYER = "last-shared-layer gradients"
+    REPRESENTATION = "representation gradients"
+    SHARED_PARAMETERS = "shared-parameter gradients"
+
+
+@dataclass(frozen=True)
+class HyperParam:
+    """One declared hyperparameter: the CLI, MLflow params and Optuna all read this."""
+
+    name: str
+    default: HyperValue
+    help: str
+    kind: Literal["float", "int", "str", "floats"] = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False  # sample on a log scale in searches
+    choices: tuple[str, ...] | None = None
+    positional: bool = False  # set by the spec shorthand ``name:value`` (e.g. static:1,0.5,2)
+    searchable: bool = True
+    # A grid given the bare name runs one trial per choice (``stl`` -> stl:age, stl:gender ...).
+    expand: bool = False
+
+    def parse(self, text: str) -> HyperValue:
+        try:
+            value: HyperValue
+            if self.kind == "float":
+                value = float(text)
+            elif self.kind == "int":
+                value = int(text)
+            elif self.kind == "floats":
+                value = tuple(float(v) for v in text.split(",") if v.strip())
+            else:
+                value = text
+        except ValueError:
+            raise ValueError(
+                f"{self.name}={text!r} is not a valid {self.kind} ({self.help})"
+            ) from None
+        return self.validate(value)
+
+    def validate(self, value: HyperValue) -> HyperValue:
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(
+                f"{self.name}={value!r} is not one of the valid choices: {', '.join(self.choices)}"
+            )
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if isinstance(v, int | float):
+                if not math.isfinite(v):
+                    raise ValueError(f"{self.name}={value!r} must be finite")
+                if self.low is not None and v < self.low:
+                    raise ValueError(f"{self.name}={value!r} is below its minimum {self.low}")
+                if self.high is not None and v > self.high:
+                    raise ValueError(f"{self.name}={value!r} is above its maximum {self.high}")
+        return value
+
+    def format(self, value: HyperValue) -> str:
+        if isinstance(value, tuple):
+            return ",".join(f"{v:g}" for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class LossCombination:
+    loss: torch.Tensor  # scalar, back-propagated through heads and backbone
+    weights: torch.Tensor  # [T], detached: the multiplier each task loss received
+    # Back-propagated with ``loss`` but not logged as the objective: a term that only trains the
+    # strategy's own parameters (GradNorm's L_grad).
+    aux_loss: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class GradientCombination:
+    gradient: torch.Tensor  # [m]: the update direction for the shared block (m = Jacobian width)
+    weights: torch.Tensor  # [T], detached: the (effective) weight of each task
+    # A scalar that depends only on the strategy's own parameters (IMTL-H's loss scales); the
+    # engine back-propagates it so those parameters get their gradient without a second path.
+    aux_loss: torch.Tensor | None = None
+
+
+class Strategy(nn.Module):
+    """Base class of all weighting strategies; subclasses register with ``@register``."""
+
+    name: ClassVar[str]
+    needs: ClassVar[GradientNeed]
+    paper: ClassVar[str]
+    summary: ClassVar[str] = ""
+    hparams: ClassVar[tuple[HyperParam, ...]] = ()
+    # Head parameters of gradient methods receive the gradient of sum_t w_t L_t with the
+    # weights returned (LibMTL feeds them the unweighted sum instead; we say which).
+    needs_losses_after_step: ClassVar[bool] = False
+    # Gradient strategies whose update is ``J^T w`` with ``w`` a function of the Gramian
+    # ``G = J J^T`` (and the losses) implement :meth:`gramian_weights` and set this: the engine
+    # then never builds the ``[T, m]`` Jacobian for the shared parameters.
+    weights_from_gramian: ClassVar[bool] = False
+
+    def __init__(self, tasks: Sequence[Task], *, seed: int = 0, **hparams: Any) -> None:
+        super().__init__()
+        self.tasks = tuple(tasks)
+        self.n_tasks = len(self.tasks)
+        declared = {h.name: h for h in self.hparams}
+        unknown = set(hparams) - set(declared)
+        if unknown:
+            valid = ", ".join(declared) or "none"
+            raise ValueError(
+                f"strategy {self.name!r} has no hyperparameter(s) {', '.join(sorted(unknown))}; "
+                f"valid: {valid}"
+            )
+        self.config: dict[str, HyperValue] = {
+            name: h.validate(hparams.get(name, h.default)) for name, h in declared.items()
+        }
+
+    # --- the step -----------------------------------------------------------------------------
+    def combine_losses(self, losses: torch.Tensor) -> LossCombination:
+        """``losses``: [T] batch losses with graph. Implemented by ``LOSSES`` strategies."""
+        raise NotImplementedError(f"{self.name} is not a loss-combining strategy")
+
+    def combine_losses_with_gradients(
+        self, losses: torch.Tensor, jacobian: torch.Tensor
+    ) -> LossCombination:
+        """``LAST_SHARED_LAYER`` strategies: ``losses`` [T] with graph, ``jacobian`` [T, m]
+        (detached, float32) of each task loss w.r.t. the last shared layer's weight."""
+        raise NotImplementedError(f"{self.name} does not combine losses with layer gradients")
+
+    def combine_gradients(
+        self,
+        jacobian: torch.Tensor,
+        losses: torch.Tensor,
+        *,
+        features: torch.Tensor | None = None,
+    ) -> GradientCombination:
+        """``jacobian``: [T, m] per-task gradients (float32); ``losses``: [T], detached;
+        ``features``: the shared representation (detached, its own shape, rows of the Jacobian
+        are its flattening) for ``REPRESENTATION`` strategies, None otherwise.
+
+        Gramian strategies get this for free: ``w = gramian_weights(J J^T)``, update ``J^T w``.
+        """
+        if self.weights_from_gramian:
+            weights = self.gramian_weights(gramian(jacobian), losses).to(jacobian)
+            return GradientCombination(weights @ jacobian, weights)
+        raise NotImplementedError(f"{self.name} is not a gradient-combining strategy")
+
+    def gramian_weights(self, gram: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        """``weights_from_gramian`` strategies: [T] float32 weights from the [T, T] float64 CPU
+        Gramian of the task gradients; ``losses`` [T], detached."""
+        raise NotImplementedError(f"{self.name} does not weight from the Gramian")
+
+    # --- hooks with explicit arguments ---------------------------------------------------------
+    def on_epoch_end(self, epoch: int, train_losses: torch.Tensor) -> None:
+        """``train_losses``: [T] epoch means of the unweighted training losses."""
+
+    def after_step(self, losses_before: torch.Tensor, losses_after: torch.Tensor) -> None:
+        """Only called when ``needs_losses_after_step``; both [T], detached."""
+
+    # --- what the trial is judged on ----------------------------------------------------------
+    def trained_tasks(self) -> tuple[str, ...]:
+        """Names of the tasks this strategy trains. Model selection (``val/score``) looks only
+        at these, and a trial that trains one task is that task's single-task baseline."""
+        return tuple(t.name for t in self.tasks)
+
+    # --- reporting ----------------------------------------------------------------------------
+    def diagnostics(self) -> dict[str, float]:
+        """Strategy-specific counters the trainer logs each epoch as ``strategy/<key>``
+        (e.g. ``solver_failures``, cumulative since the start of the run)."""
+        return {}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config.items())
+
+
+class RandomStrategy(Strategy):
+    """A strategy that draws random numbers: from its own generator, seeded by ``seed``.
+
+    The generator lives on the CPU (its draws are tiny: T weights, a task order, one mask) and
+    its state travels in ``state_dict`` through ``get_extra_state``, so a resumed run continues
+    the same random sequence. The global RNG is never touched.
+    """
+
+    def __init__(self, tasks: Sequence[Task], *, seed: int = 0, **hparams: Any) -> None:
+        super().__init__(tasks, seed=seed, **hparams)
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(seed)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
