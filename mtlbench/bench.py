@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtlbench.config import ModelConfig
+from mtlbench.config import ModelConfig, TrainConfig
 from mtlbench.model import build_backbone, build_model
 from mtlbench.tasks import TASKS
+from mtlbench.train import make_optimizer
 
 
 class TutorialHydraNet(nn.Module):
@@ -76,11 +77,11 @@ def _tutorial_step(backbone: str, x: torch.Tensor, y: torch.Tensor) -> Step:
 
 
 def _mtlbench_step(backbone: str, x: torch.Tensor, y: torch.Tensor, channels_last: bool) -> Step:
-    """mtlbench's step: one shared pass, its own losses, AdamW (slightly dearer than SGD)."""
+    """mtlbench's step: one shared pass, its own losses, the trainer's (fused AdamW) optimiser."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = build_model(ModelConfig(backbone=backbone), TASKS).to(x.device).to(memory_format=fmt)
     xb = x.contiguous(memory_format=fmt)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = make_optimizer(TrainConfig(), 1e-3, model, nn.Module())
 
     def step() -> None:
         opt.zero_grad()

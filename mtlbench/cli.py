@@ -135,6 +135,7 @@ def build_config(**opts: Any) -> RunConfig:
         lrs=lr_values,
         seeds=seed_values,
         strategy_params=tuple(opts["strategy_param"]) if opts.get("strategy_param") else None,
+        scalarization_sweep=opts.get("scalarization_sweep"),
         search=opts.get("search"),
         n_trials=opts.get("n_trials"),
         storage=opts.get("storage"),
@@ -200,6 +201,12 @@ def run(
         "--strategy-param",
         help="Strategy hyperparameter, e.g. dwa.temperature=2 (repeatable).",
     ),
+    scalarization_sweep: int | None = typer.Option(
+        None,
+        "--scalarization-sweep",
+        help="Also train static weights on the simplex grid with step 1/K (K=3: 6 mixes "
+        "plus 1,1,1), the fixed-weight Pareto front adaptive methods are judged against.",
+    ),
     experiment: str | None = typer.Option(
         None, "--experiment", help="MLflow experiment [default: mtlbench]."
     ),
@@ -257,7 +264,7 @@ def _print_summary(reporter: Any, summary: Any) -> None:
         "race acc",
         "diverged",
     ):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+        table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
 
     def cell(row: Any, col: str, fmt: str) -> str:
         value = row.get(col)

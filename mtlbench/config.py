@@ -105,7 +105,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9  # SGD only
     device: str = "auto"  # auto | cpu | cuda | cuda:<i>
-    channels_last: bool = True
+    channels_last: str = "auto"  # auto (on for CUDA; off on CPU, measured slower) | on | off
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
 
     def __post_init__(self) -> None:
@@ -115,6 +115,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("amp mode", self.amp, ("auto", "bf16", "off"))
+        _choice("channels_last mode", self.channels_last, ("auto", "on", "off"))
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         dev = self.device
@@ -130,6 +131,7 @@ class SearchConfig:
     lrs: tuple[float, ...] = (1e-3,)
     seeds: tuple[int, ...] = (0,)
     strategy_params: tuple[str, ...] = ()  # "dwa.temperature=2" items
+    scalarization_sweep: int = 0  # K > 0 adds static:w for every w on the simplex grid 1/K
     search: str = "grid"
     n_trials: int = 20
     storage: str | None = None
@@ -151,6 +153,11 @@ class SearchConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct, got {self.seeds!r}")
         _choice("search", self.search, SEARCHES)
+        if not isinstance(self.scalarization_sweep, int) or not 0 <= self.scalarization_sweep <= 20:
+            raise ConfigError(
+                f"scalarization_sweep must be an integer from 0 (off) to 20, "
+                f"got {self.scalarization_sweep!r}"
+            )
         if not isinstance(self.n_trials, int) or self.n_trials < 1:
             raise ConfigError(f"n_trials must be a positive integer, got {self.n_trials!r}")
         for item in self.strategy_params:
@@ -251,3 +258,29 @@ def override(cfg: RunConfig, section: str, **changes: Any) -> RunConfig:
         return dataclasses.replace(cfg, **changes)
     current = getattr(cfg, section)
     return dataclasses.replace(cfg, **{section: dataclasses.replace(current, **changes)})
+
+
+def simplex_weights(k: int, n_tasks: int = 3) -> list[tuple[int, ...]]:
+    """Weight vectors on the simplex grid with step 1/k, scaled to sum to ``n_tasks`` (like
+    ``sum``'s weights, so learning rates stay comparable), vertices excluded (those are the
+    single-task baselines, ``stl``). Values are rounded to 4 decimals."""
+    points: list[tuple[int, ...]] = []
+
+    def rec(prefix: tuple[int, ...], left: int) -> None:
+        if len(prefix) == n_tasks - 1:
+            points.append((*prefix, left))
+            return
+        for i in range(left, -1, -1):
+            rec((*prefix, i), left - i)
+
+    rec((), k)
+    return [p for p in points if max(p) < k]
+
+
+def sweep_specs(k: int, n_tasks: int = 3) -> list[str]:
+    """``static:`` specs of :func:`simplex_weights`."""
+    specs = []
+    for p in simplex_weights(k, n_tasks):
+        values = [round(n_tasks * v / k, 4) for v in p]
+        specs.append("static:" + ",".join(f"{v:g}" for v in values))
+    return specs

@@ -135,3 +135,11 @@ def resolve_amp(train: TrainConfig, device: torch.device) -> torch.dtype | None:
     if train.amp == "off" or (train.amp == "auto" and device.type != "cuda"):
         return None
     return torch.bfloat16
+
+
+def resolve_channels_last(train: TrainConfig, device: torch.device) -> bool:
+    # Measured on a 2-core CPU (ResNet18, 32 px, batch 64): 870 img/s contiguous against
+    # 716 img/s channels_last; on CUDA channels_last is the fast layout for convolutions.
+    if train.channels_last == "auto":
+        return device.type == "cuda"
+    return train.channels_last == "on"

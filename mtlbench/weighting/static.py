@@ -54,6 +54,12 @@ class Static(Strategy):
             raise ValueError(f"static weights {values!r} are all zero; at least one must be > 0")
         self.register_buffer("weights", torch.tensor(values, dtype=torch.float32))
 
+    def trained_tasks(self) -> tuple[str, ...]:
+        # A zero weight means the task is not trained (static:1,0,0 is a single-task model).
+        return tuple(
+            t.name for t, w in zip(self.tasks, self.weights.tolist(), strict=True) if w > 0
+        )
+
     def combine_losses(self, losses: torch.Tensor) -> LossCombination:
         w = self.weights.to(losses.dtype)
         return LossCombination((w * losses).sum(), w.detach().clone())

@@ -83,3 +83,31 @@ def test_search_config_validation():
         SearchConfig(strategy_params=("temperature=2",))
     with pytest.raises(ConfigError, match="unknown device 'gpu'"):
         TrainConfig(device="gpu")
+
+
+def test_simplex_sweep_excludes_vertices_and_sums_to_T():
+    from mtlbench.config import simplex_weights, sweep_specs
+
+    assert sweep_specs(0) == [] and sweep_specs(1) == []
+    specs = sweep_specs(3)
+    assert len(specs) == 7 and "static:1,1,1" in specs and "static:2,1,0" in specs
+    for k in (2, 3, 4, 5):
+        pts = simplex_weights(k)
+        assert len(pts) == (k + 1) * (k + 2) // 2 - 3  # all grid points minus 3 vertices
+        assert all(sum(p) == k and max(p) < k for p in pts)
+    for spec in sweep_specs(4):
+        assert abs(sum(float(v) for v in spec.split(":")[1].split(",")) - 3) < 1e-3
+    with pytest.raises(ConfigError, match="scalarization_sweep"):
+        SearchConfig(scalarization_sweep=-1)
+
+
+def test_grid_includes_the_sweep_and_expands_stl():
+    from mtlbench.search import grid_trials
+
+    cfg = override(
+        RunConfig(), "search", strategies=("sum", "stl"), scalarization_sweep=3, lrs=(1e-3, 1e-4)
+    )
+    specs = {t.strategy for t in grid_trials(cfg)}
+    assert {"stl:age", "stl:gender", "stl:race", "static:2,1,0"} <= specs
+    assert "stl" not in specs
+    assert len(grid_trials(cfg)) == 2 * (1 + 3 + 7)

@@ -86,3 +86,24 @@ def test_device_auto_picks_cuda_when_present(monkeypatch):
 
     with pytest.raises(ConfigError, match="no CUDA device is available"):
         resolve_device("cuda")
+
+
+def test_on_epoch_callback_sees_validation_and_can_stop_the_trial(tiny):
+    from mtlbench.train import TrialStopped
+
+    cfg, data = tiny
+    seen: list[tuple[int, float]] = []
+
+    def stop_after_first(epoch: int, val: dict[str, float]) -> None:
+        seen.append((epoch, val["score"]))
+        if epoch == 1:
+            raise TrialStopped("median pruner")
+
+    run = NullRun()
+    result = fit(
+        TrialSpec("sum", 1e-3, 0), cfg, data, torch.device("cpu"), run, None, stop_after_first
+    )
+    assert [e for e, _ in seen] == [0, 1]
+    assert seen[0][1] == result.history[0]["val/score"]
+    assert result.status == "pruned" and "median pruner" in result.message
+    assert result.test == {} and run.tags["mtlbench.status"] == "pruned"

@@ -118,3 +118,14 @@ def test_strategy_params_are_validated():
         weighting.resolve("sum:1")
     _, values = weighting.resolve("dwa", ["dwa.temperature=3", "sum.ignored=1"])
     assert values == {"temperature": 3.0}
+
+
+def test_trained_tasks_follow_the_weights():
+    assert weighting.create("sum", TASKS).trained_tasks() == ("age", "gender", "race")
+    assert weighting.create("stl:race", TASKS).trained_tasks() == ("race",)
+    assert weighting.create("static:2,0,1", TASKS).trained_tasks() == ("age", "race")
+    from mtlbench.weighting.registry import expand_spec
+
+    assert expand_spec("stl") == ["stl:age", "stl:gender", "stl:race"]
+    assert expand_spec("stl:age") == ["stl:age"]
+    assert expand_spec("dwa") == ["dwa"]
