@@ -113,8 +113,10 @@ def run_study(cfg: RunConfig, reporter: Reporter | None = None) -> StudyOutcome:
     reporter = reporter or NullReporter()
     start = time.perf_counter()
     validate_strategies(cfg)
-    if cfg.search.search != "grid":
-        raise NotImplementedError("--search optuna is not implemented yet; use --search grid")
+    if cfg.search.search == "optuna":
+        from mtlbench.study import run_optuna
+
+        return run_optuna(cfg, reporter)
     device = resolve_device(cfg.train.device)
     data = prepare_data(cfg.data, device, reporter)
     tracker = Tracker(cfg.tracking.resolved_uri, cfg.tracking.experiment)
