@@ -2,6 +2,8 @@
 
 nox -s tests     # the test suite (default)
 nox -s lint      # ruff + mypy on mtlbench/
+nox -s browser   # report.html in headless chromium (needs Debian's chromium + chromium-driver)
+nox -s postgres  # two Optuna workers on a real PostgreSQL server (needs Debian's postgresql)
 """
 
 from __future__ import annotations
@@ -30,3 +32,37 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "mtlbench", "tests", "noxfile.py")
     session.run("ruff", "format", "--check", "mtlbench", "tests", "noxfile.py")
     session.run("mypy", "mtlbench")
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Open a generated report.html in headless chromium: page loads, every image renders,
+    screenshot saved. Fails (never skips) when chromium, chromedriver or selenium is missing."""
+    session.install("-e", ".", *DEV, "selenium>=4.20")
+    shots = session.create_tmp()
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/browser",
+        "-m",
+        "browser",
+        *session.posargs,
+        env={"MTLBENCH_REQUIRE_BROWSER": "1", "MTLBENCH_SCREENSHOT_DIR": shots},
+    )
+    session.log(f"screenshot: {shots}/report.png")
+
+
+@nox.session
+def postgres(session: nox.Session) -> None:
+    """Two Optuna workers sharing one study on a PostgreSQL server the test starts on
+    127.0.0.1 (Debian's postgresql package). Fails (never skips) when it is missing."""
+    session.install("-e", ".", *DEV, "psycopg[binary]>=3.1")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/postgres",
+        *session.posargs,
+        env={"MTLBENCH_REQUIRE_POSTGRES": "1"},
+    )

@@ -7,6 +7,8 @@ Importing this module must stay cheap (no torch, torchvision or mlflow), so ``mt
 from __future__ import annotations
 
 import os
+import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -42,8 +44,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _guard(fn: Callable[[], T]) -> T:
-    """Turn user errors (bad data, bad config, missing weights) into one line and exit code 2."""
+def _guard(fn: Callable[[], T], interrupted: str = "interrupted") -> T:
+    """Turn user errors (bad data, bad config, missing weights) into one line and exit code 2;
+    Ctrl-C / SIGTERM into the ``interrupted`` message and exit code 130."""
     from mtlbench.errors import UserError
 
     try:
@@ -51,7 +54,21 @@ def _guard(fn: Callable[[], T]) -> T:
     except (UserError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; finished trials are kept in MLflow", code=130) from None
+        raise _fail(interrupted, code=130) from None
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (kill, a batch scheduler) takes the same clean path as Ctrl-C."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _resume_command() -> str:
+    args = [a for a in sys.argv[1:] if a != "--resume"]
+    return " ".join(shlex.quote(a) for a in ["mtlbench", *args, "--resume"])
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -119,6 +136,7 @@ def build_config(**opts: Any) -> RunConfig:
         batch_size=opts.get("batch_size"),
         optimizer=opts.get("optimizer"),
         device=opts.get("device"),
+        checkpoint_dir=opts.get("checkpoint_dir"),
     )
     lrs = _csv(opts.get("lrs"))
     seeds = _csv(opts.get("seeds"))
@@ -140,6 +158,7 @@ def build_config(**opts: Any) -> RunConfig:
         n_trials=opts.get("n_trials"),
         storage=opts.get("storage"),
         study_name=opts.get("study_name"),
+        **_optuna_options(opts),
     )
     cfg = override(
         cfg, "tracking", experiment=opts.get("experiment"), tracking_uri=opts.get("tracking_uri")
@@ -161,29 +180,29 @@ def run(
         None,
         "--strategies",
         "-s",
-        help=f"Comma-separated strategy names, or 'all' [default: {','.join(DEFAULT_STRATEGIES)}]. "
+        help=f"Comma-separated strategy names, or 'all' (default: {','.join(DEFAULT_STRATEGIES)}). "
         "See `mtlbench strategies`.",
     ),
     lrs: str | None = typer.Option(
-        None, "--lrs", help="Learning rates, e.g. 1e-3,3e-4 [default: 1e-3]."
+        None, "--lrs", help="Learning rates, e.g. 1e-3,3e-4 (default: 1e-3)."
     ),
-    seeds: str | None = typer.Option(None, "--seeds", help="Seeds, e.g. 0,1,2 [default: 0]."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs per trial [default: 3]."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="[default: 64]"),
+    seeds: str | None = typer.Option(None, "--seeds", help="Seeds, e.g. 0,1,2 (default: 0)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs per trial (default: 15)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="(default: 64)"),
     image_size: int | None = typer.Option(
-        None, "--image-size", help="Square side in px [default: 32]."
+        None, "--image-size", help="Square side in px (default: 32)."
     ),
     backbone: str | None = typer.Option(
-        None, "--backbone", help=f"One of {', '.join(BACKBONES)} [default: resnet18]."
+        None, "--backbone", help=f"One of {', '.join(BACKBONES)} (default: resnet18)."
     ),
     weights: str | None = typer.Option(
-        None, "--weights", help="none | imagenet | PATH to a state_dict [default: none]."
+        None, "--weights", help="none | imagenet | PATH to a state_dict (default: none)."
     ),
-    optimizer: str | None = typer.Option(None, "--optimizer", help="adamw | sgd [default: adamw]."),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="adamw | sgd (default: adamw)."),
     data: str | None = typer.Option(
         None,
         "--data",
-        help="UTKFace folder or archive (.tar.gz/.tar/.zip), or 'synthetic' [default: synthetic].",
+        help="UTKFace folder or archive (.tar.gz/.tar/.zip), or 'synthetic' (default: synthetic).",
     ),
     max_samples: int | None = typer.Option(
         None, "--max-samples", help="Use a stratified subset of this many images."
@@ -191,10 +210,10 @@ def run(
     cache_dir: str | None = typer.Option(
         None,
         "--cache-dir",
-        help="Decoded-image cache [default: $MTLBENCH_CACHE or ~/.cache/mtlbench].",
+        help="Decoded-image cache (default: $MTLBENCH_CACHE or ~/.cache/mtlbench).",
     ),
     device: str | None = typer.Option(
-        None, "--device", help="auto | cpu | cuda | cuda:<i> [default: auto]."
+        None, "--device", help="auto | cpu | cuda | cuda:<i> (default: auto)."
     ),
     strategy_param: list[str] | None = typer.Option(
         None,
@@ -208,22 +227,53 @@ def run(
         "plus 1,1,1), the fixed-weight Pareto front adaptive methods are judged against.",
     ),
     experiment: str | None = typer.Option(
-        None, "--experiment", help="MLflow experiment [default: mtlbench]."
+        None, "--experiment", help="MLflow experiment (default: mtlbench)."
     ),
     tracking_uri: str | None = typer.Option(
         None,
         "--tracking-uri",
-        help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
     ),
-    search: str | None = typer.Option(None, "--search", help="grid | optuna [default: grid]."),
-    n_trials: int | None = typer.Option(None, "--n-trials", help="Optuna trials [default: 20]."),
+    search: str | None = typer.Option(None, "--search", help="grid | optuna (default: grid)."),
+    n_trials: int | None = typer.Option(None, "--n-trials", help="Optuna trials (default: 20)."),
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL."),
     study_name: str | None = typer.Option(None, "--study-name", help="Optuna study name."),
+    objective: str | None = typer.Option(
+        None,
+        "--objective",
+        help="Optuna: auto (validation delta-m once single-task baselines exist, else "
+        "validation score) | score | delta_m | pareto (NSGA-II over the three validation "
+        "metrics) (default: auto).",
+    ),
+    no_prune: bool = typer.Option(
+        False, "--no-prune", help="Optuna: never prune (default: median pruner)."
+    ),
+    lr_range: str | None = typer.Option(
+        None, "--lr-range", help="Optuna: log-uniform learning rates LOW,HIGH (default: 1e-4,1e-2)."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Optuna: local worker processes sharing the study (default: 1)."
+    ),
+    devices: str | None = typer.Option(
+        None, "--devices", help="Optuna: CUDA devices, one worker each, e.g. 0,1."
+    ),
     output: str | None = typer.Option(
-        None, "--output", help="Results folder [default: results/<experiment>]."
+        None, "--output", help="Results folder (default: results/<experiment>)."
     ),
     config: Path | None = typer.Option(
         None, "--config", help="TOML study definition (flags override it)."
+    ),
+    checkpoint_dir: str | None = typer.Option(
+        None,
+        "--checkpoint-dir",
+        help="Per-trial checkpoints, one folder per MLflow run "
+        "(default: mtlbench-checkpoints/ beside a SQLite store).",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the last interrupted study with the same settings: finished trials are "
+        "kept, interrupted ones continue from their last epoch checkpoint.",
     ),
 ) -> None:
     """Train every (strategy, learning rate, seed) combination and compare them."""
@@ -234,15 +284,26 @@ def run(
         from mtlbench.progress import RichReporter
         from mtlbench.search import run_study
 
+        _sigterm_as_interrupt()
         reporter = RichReporter()
-        return reporter, run_study(_expand_all(cfg), reporter)
+        return reporter, run_study(_expand_all(cfg), reporter, resume=resume)
 
-    reporter, outcome = _guard(go)
+    message = (
+        "interrupted: finished trials and each trial's last epoch checkpoint are kept; "
+        f"continue with: {_resume_command()}"
+    )
+    reporter, outcome = _guard(go, interrupted=message)
     _print_summary(reporter, outcome.summary)
     reporter.info(
         f"done in {outcome.seconds:.0f} s; outputs: {', '.join(str(f) for f in outcome.files)}"
     )
     reporter.info("browse the runs with: mtlbench ui" + _ui_hint(cfg))
+    if outcome.failed:
+        raise _fail(
+            f"{len(outcome.failed)} trial(s) failed with an error: {', '.join(outcome.failed)} "
+            "(tracebacks are in their MLflow runs as error.txt; --resume retries them)",
+            code=1,
+        )
 
 
 def _ui_hint(cfg: RunConfig) -> str:
@@ -310,28 +371,29 @@ def strategies_cmd() -> None:
 def report(
     experiment: str = typer.Argument("mtlbench", help="MLflow experiment to report on."),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
-    output: str | None = typer.Option(None, "--output", help="[default: results/<experiment>]"),
+    output: str | None = typer.Option(None, "--output", help="(default: results/<experiment>)"),
 ) -> None:
-    """Rebuild tables and figures of an experiment from what MLflow stored."""
+    """Rebuild the leaderboard, figures and report.html of an experiment from what MLflow
+    stored (every study of it), and log them to a new run of the experiment named 'report'."""
 
     def go() -> Any:
         from mtlbench.config import TrackingConfig
         from mtlbench.progress import RichReporter
-        from mtlbench.search import write_outputs
-        from mtlbench.tracking import load_trials
+        from mtlbench.report_files import build_report, log_report_run
 
         tr = TrackingConfig(experiment=experiment, tracking_uri=tracking_uri)
-        trials = load_trials(tr.resolved_uri, experiment)
-        if trials.empty:
-            raise ValueError(f"experiment {experiment!r} has no trial runs")
-        parents = sorted(set(trials["parent_run_id"].dropna()))
         out = Path(output) if output else Path("results") / experiment
-        summary, files = write_outputs(tr.resolved_uri, experiment, None, parents, out)
-        return RichReporter(), summary, files
+        outcome = build_report(tr.resolved_uri, experiment, None, out)
+        run_id = log_report_run(tr.resolved_uri, experiment, outcome)
+        return RichReporter(), outcome, run_id
 
-    reporter, summary, files = _guard(go)
-    _print_summary(reporter, summary)
-    reporter.info(f"wrote {', '.join(str(f) for f in files)}")
+    reporter, outcome, run_id = _guard(go)
+    _print_summary(reporter, outcome.summary)
+    reporter.info(f"wrote {', '.join(str(f) for f in outcome.files)}")
+    reporter.info(
+        f"{outcome.n_trials} trials of {len(outcome.parent_run_ids)} parent run(s); files logged "
+        f"as artifacts of run {run_id} ('report') in experiment {experiment!r}"
+    )
 
 
 @app.command()
@@ -452,6 +514,65 @@ def bench(
         return throughput_table(rows_model)
 
     typer.echo(_guard(go))
+
+
+def _optuna_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """SearchConfig fields of the Optuna flags of ``run`` (None: keep the TOML/default)."""
+    lr_range = _csv(opts.get("lr_range"))
+    try:
+        low_high = tuple(float(x) for x in lr_range) if lr_range else None
+    except ValueError:
+        raise ConfigError(
+            f"--lr-range takes two numbers LOW,HIGH, got {opts['lr_range']!r}"
+        ) from None
+    devices = _csv(opts.get("devices"))
+    return {
+        "objective": opts.get("objective"),
+        "pruner": "none" if opts.get("no_prune") else None,
+        "lr_range": low_high,
+        "workers": opts.get("workers"),
+        "devices": tuple(devices) if devices else None,
+    }
+
+
+@app.command()
+def worker(
+    study_name: str = typer.Option(..., "--study-name", help="The study to join."),
+    storage: str = typer.Option(
+        ...,
+        "--storage",
+        envvar="MTLBENCH_OPTUNA_STORAGE",
+        help="Its Optuna storage URL, e.g. postgresql://user:password@host:5432/optuna.",
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu | cuda | cuda:<i> (default: the study's device setting)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
+    worker_index: int | None = typer.Option(
+        None, "--worker-index", help="Seeds this worker's sampler (default: random)."
+    ),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI (default: the study's)."
+    ),
+    data: str | None = typer.Option(
+        None, "--data", help="The study's images at another path on this machine."
+    ),
+    cache_dir: str | None = typer.Option(None, "--cache-dir", help="Decoded-image cache."),
+    quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
+) -> None:
+    """Join an existing Optuna study and run its trials until it holds --n-trials finished."""
+
+    def go() -> int:
+        from mtlbench.progress import RichReporter
+        from mtlbench.workers import WorkerOptions, join_study
+
+        _sigterm_as_interrupt()
+        opts = WorkerOptions(device, threads, worker_index, tracking_uri, data, cache_dir)
+        return len(join_study(study_name, storage, opts, RichReporter(quiet=quiet)))
+
+    n = _guard(go, interrupted="interrupted; the study keeps its finished trials")
+    if not quiet:
+        typer.echo(f"worker done: ran {n} trial(s)", err=True)
 
 
 def main() -> None:

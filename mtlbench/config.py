@@ -23,6 +23,8 @@ from mtlbench.errors import UserError
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "tiny")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
 SEARCHES: tuple[str, ...] = ("grid", "optuna")
+OBJECTIVES: tuple[str, ...] = ("auto", "score", "delta_m", "pareto")
+PRUNERS: tuple[str, ...] = ("median", "none")
 DEFAULT_STRATEGIES: tuple[str, ...] = ("sum", "uncertainty", "dwa")
 
 
@@ -107,6 +109,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:<i>
     channels_last: str = "auto"  # auto (on for CUDA; off on CPU, measured slower) | on | off
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
+    # Per-trial folders <dir>/<mlflow run id>/; None: next to a SQLite store, else ./
+    checkpoint_dir: str | None = None
+    keep_checkpoints: bool = False  # keep them after a trial ends (else deleted)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -136,6 +141,17 @@ class SearchConfig:
     n_trials: int = 20
     storage: str | None = None
     study_name: str | None = None
+    # Optuna (issue 4): see mtlbench/study.py and the README's multi-machine section.
+    lr_range: tuple[float, float] = (1e-4, 1e-2)  # log-uniform learning-rate range
+    objective: str = "auto"  # auto (val delta-m once baselines exist, else val score) | ...
+    pruner: str = "median"  # median | none
+    prune_startup_trials: int = 5  # finished trials before the median pruner may prune
+    prune_warmup_epochs: int = 1  # epochs of a trial before it may be pruned
+    sampler_seed: int = 0
+    workers: int = 1  # local worker processes
+    devices: tuple[str, ...] = ()  # CUDA indices, one worker each ("0", "1" ...)
+    heartbeat_s: int = 60  # a trial without heartbeat for 2x this is failed and retried
+    max_retry: int = 3  # retries of a trial whose worker died
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strategies", tuple(self.strategies))
@@ -160,11 +176,42 @@ class SearchConfig:
             )
         if not isinstance(self.n_trials, int) or self.n_trials < 1:
             raise ConfigError(f"n_trials must be a positive integer, got {self.n_trials!r}")
+        self._check_optuna()
         for item in self.strategy_params:
             if "=" not in item or "." not in item.split("=", 1)[0]:
                 raise ConfigError(
                     f"strategy parameter {item!r} must look like <strategy>.<name>=<value>, "
                     "e.g. dwa.temperature=2"
+                )
+
+    def _check_optuna(self) -> None:
+        try:
+            lr_range = tuple(float(v) for v in self.lr_range)
+        except (TypeError, ValueError):
+            lr_range = ()
+        if len(lr_range) != 2 or not 0 < lr_range[0] < lr_range[1] or lr_range[1] > 10:
+            raise ConfigError(
+                f"lr_range must be two learning rates low < high in (0, 10], got {self.lr_range!r}"
+            )
+        object.__setattr__(self, "lr_range", lr_range)
+        object.__setattr__(self, "devices", tuple(str(d).strip() for d in self.devices))
+        _choice("objective", self.objective, OBJECTIVES)
+        _choice("pruner", self.pruner, PRUNERS)
+        for name, low in (
+            ("prune_startup_trials", 0),
+            ("prune_warmup_epochs", 0),
+            ("sampler_seed", 0),
+            ("workers", 1),
+            ("heartbeat_s", 1),
+            ("max_retry", 0),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        for d in self.devices:
+            if not d.isdigit():
+                raise ConfigError(
+                    f"devices takes CUDA indices such as 0,1; got {d!r} in {self.devices!r}"
                 )
 
 

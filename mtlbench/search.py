@@ -7,23 +7,25 @@ output folder and logged as artifacts of the parent run.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mtlbench import weighting
+from mtlbench import checkpoint, weighting
 from mtlbench.config import RunConfig, sweep_specs
 from mtlbench.progress import NullReporter, Reporter
 from mtlbench.tracking import (
     KIND_TAG,
+    SIGNATURE_TAG,
     STATUS_TAG,
+    ChildRun,
     TrackedRun,
     Tracker,
-    load_histories,
-    load_trials,
-    log_metrics,
 )
 from mtlbench.train import TrialResult, TrialSpec, fit, trial_params
 
@@ -38,6 +40,7 @@ class StudyOutcome:
     summary: pd.DataFrame
     files: list[Path]
     seconds: float
+    failed: tuple[str, ...] = ()  # labels of trials that raised an error (see their runs)
 
 
 def grid_trials(cfg: RunConfig) -> list[TrialSpec]:
@@ -77,37 +80,60 @@ def study_params(cfg: RunConfig, data_params: dict[str, str]) -> dict[str, str]:
 
 
 def write_outputs(
-    uri: str, experiment: str, parent: TrackedRun | None, parent_ids: list[str], out_dir: Path
+    uri: str,
+    experiment: str,
+    parent: TrackedRun | None,
+    parent_ids: list[str] | None,
+    out_dir: Path,
 ) -> tuple[pd.DataFrame, list[Path]]:
-    """Read the study's trials back from MLflow; write tables and the figure; log them.
+    """Read the study's trials back from MLflow, write the report folder (leaderboard, figures,
+    report.html; see :mod:`mtlbench.report_files`) and log its files to ``parent``.
 
-    Single-task baselines may come from any study of the experiment with the same data,
-    split, image size, backbone and epochs; every multi-task trial they apply to gets
-    ``test/delta_m`` logged (earlier studies included, once baselines exist).
+    ``parent_ids`` None means every study of the experiment. Single-task baselines may come
+    from any study of the experiment with the same data, split, image size, backbone and
+    epochs; every multi-task trial they apply to gets ``test/delta_m`` logged.
     """
-    from mtlbench import plots, report
-    from mtlbench.tasks import TASKS
+    from mtlbench.report_files import build_report
 
-    everything = report.tidy_trials(load_trials(uri, experiment))
-    before = everything["test/delta_m"].copy()
-    everything = report.with_delta_m(everything, report.single_task_baselines(everything))
-    changed = everything["test/delta_m"].notna() & (everything["test/delta_m"] != before)
-    for _, row in everything[changed].iterrows():
-        log_metrics(uri, row["run_id"], {"test/delta_m": float(row["test/delta_m"])})
-    tidy = everything[everything["parent_run_id"].isin(parent_ids)].reset_index(drop=True)
-    summary = report.summarize(tidy)
-    files = report.write_tables(tidy, summary, out_dir)
-    keys = [*(f"val/{t.metric}" for t in TASKS), *(f"weight/{t.name}" for t in TASKS)]
-    histories = load_histories(uri, list(tidy["run_id"]), keys)
-    if not histories.empty:
-        files.append(plots.curves_figure(histories, tidy, out_dir / "curves.png"))
+    outcome = build_report(uri, experiment, parent_ids, out_dir)
     if parent is not None:
-        for f in files:
+        for f in outcome.files:
             parent.log_artifact(f)
-    return summary, files
+    return outcome.summary, outcome.files
 
 
-def run_study(cfg: RunConfig, reporter: Reporter | None = None) -> StudyOutcome:
+def study_signature(cfg: RunConfig, data_params: dict[str, str]) -> str:
+    """Hash of everything that defines a study's trials and their training (not where it
+    runs), so ``--resume`` only continues a study that asked for exactly the same work."""
+    d = cfg.to_dict()
+    d["data"].pop("cache_dir", None)
+    for key in ("device", "checkpoint_dir", "keep_checkpoints", "eval_batch_size"):
+        d["train"].pop(key, None)
+    d["search"] = {
+        k: d["search"][k]
+        for k in ("strategies", "lrs", "seeds", "strategy_params", "scalarization_sweep")
+    }
+    d.pop("tracking")
+    d.pop("output")
+    d["data_sha256"] = data_params["data_sha256"]
+    d["split_sha256"] = data_params["split_sha256"]
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def trial_key(strategy: str, lr: float | str, seed: int | str) -> tuple[str, str, str]:
+    return strategy, f"{float(lr):g}", str(seed)
+
+
+FINAL_STATUSES = ("finished", "diverged", "pruned")
+
+
+def run_study(
+    cfg: RunConfig, reporter: Reporter | None = None, *, resume: bool = False
+) -> StudyOutcome:
+    """Run every trial of the grid; with ``resume``, continue the newest unfinished study with
+    the same signature: finished trials are kept, interrupted ones continue from their last
+    checkpoint in the same MLflow run, missing ones start."""
     from mtlbench.prepare import prepare_data, resolve_device
 
     reporter = reporter or NullReporter()
@@ -121,31 +147,66 @@ def run_study(cfg: RunConfig, reporter: Reporter | None = None) -> StudyOutcome:
     data = prepare_data(cfg.data, device, reporter)
     tracker = Tracker(cfg.tracking.resolved_uri, cfg.tracking.experiment)
     specs = grid_trials(cfg)
-    parent = tracker.start_run(
-        f"grid {','.join(cfg.search.strategies)}",
-        params=study_params(cfg, data.params),
-        tags={KIND_TAG: "study", "mtlbench.n_trials": len(specs)},
-    )
+    signature = study_signature(cfg, data.params)
+    parent = tracker.find_unfinished_study(signature) if resume else None
+    children: dict[tuple[str, str, str], ChildRun] = {}
+    if parent is not None:
+        parent.reopen()
+        children = {trial_key(c.strategy, c.lr, c.seed): c for c in tracker.children(parent)}
+        reporter.info(f"resuming study {parent.run_id} ({len(children)} trials already started)")
+    else:
+        if resume:
+            reporter.info("nothing to resume for this configuration: starting a new study")
+        parent = tracker.start_run(
+            f"grid {','.join(cfg.search.strategies)}",
+            params=study_params(cfg, data.params),
+            tags={KIND_TAG: "study", "mtlbench.n_trials": len(specs), SIGNATURE_TAG: signature},
+        )
     reporter.info(
         f"{len(specs)} trials on {device}; MLflow: {cfg.tracking.resolved_uri} "
         f"(experiment {cfg.tracking.experiment!r}, parent run {parent.run_id})"
     )
     results: list[TrialResult] = []
+    failed: list[str] = []
+    ckpt_root = checkpoint.root_for(cfg.train.checkpoint_dir, cfg.tracking.resolved_uri)
     try:
         with reporter.progress("trials", total=len(specs)) as bar:
             for spec in specs:
-                child = tracker.start_run(
-                    spec.label,
-                    params=trial_params(spec, cfg, data, device),
-                    tags={KIND_TAG: "trial", "mtlbench.parent_name": cfg.tracking.experiment},
-                    parent=parent,
-                )
+                previous = children.get(trial_key(spec.strategy, spec.lr, spec.seed))
+                if previous is not None and previous.status in FINAL_STATUSES:
+                    bar.advance(1)
+                    continue
+                if previous is not None:
+                    child = previous.run
+                    child.reopen()
+                else:
+                    child = tracker.start_run(
+                        spec.label,
+                        params=trial_params(spec, cfg, data, device),
+                        tags={KIND_TAG: "trial", "mtlbench.parent_name": cfg.tracking.experiment},
+                        parent=parent,
+                    )
+                folder = ckpt_root / child.run_id
+                child.set_tags({"mtlbench.checkpoint_dir": folder})
                 try:
-                    result = fit(spec, cfg, data, device, run=child, reporter=reporter)
-                except BaseException:
-                    child.set_tags({STATUS_TAG: "failed"})
+                    result = fit(
+                        spec, cfg, data, device, run=child, reporter=reporter,
+                        checkpoint_dir=folder,
+                    )  # fmt: skip
+                except KeyboardInterrupt:
+                    child.set_tags({STATUS_TAG: "interrupted"})
                     child.end("KILLED")
                     raise
+                except Exception as exc:  # a failed trial must not cost the rest of the grid
+                    child.set_tags({STATUS_TAG: "failed", "error": _one_line(exc)})
+                    child.log_text(traceback.format_exc(), "error.txt")
+                    child.end("FAILED")
+                    failed.append(spec.label)
+                    reporter.warn(
+                        f"{spec.label}: FAILED ({_one_line(exc)}); traceback in run {child.run_id}"
+                    )
+                    bar.advance(1)
+                    continue
                 child.end("FINISHED")
                 results.append(result)
                 if result.status != "finished":
@@ -161,5 +222,12 @@ def run_study(cfg: RunConfig, reporter: Reporter | None = None) -> StudyOutcome:
     except BaseException:
         parent.end("KILLED")
         raise
-    parent.end("FINISHED")
-    return StudyOutcome(parent.run_id, results, summary, files, time.perf_counter() - start)
+    parent.end("FAILED" if failed else "FINISHED")
+    return StudyOutcome(
+        parent.run_id, results, summary, files, time.perf_counter() - start, tuple(failed)
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(f"{exc.__class__.__name__}: {exc}".split())
+    return text[:300]

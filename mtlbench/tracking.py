@@ -8,10 +8,11 @@ reports and plots consume only those.
 
 from __future__ import annotations
 
+import fcntl
 import logging
-import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 PARENT_TAG = "mlflow.parentRunId"
 KIND_TAG = "mtlbench.kind"  # "study" for a parent run, "trial" for a child run
-STATUS_TAG = "mtlbench.status"  # finished | diverged | failed
+STATUS_TAG = "mtlbench.status"  # finished | diverged | pruned | failed | interrupted
+SIGNATURE_TAG = "mtlbench.signature"  # hash of a study's definition, to find it for --resume
 
 
 def _quiet_mlflow() -> None:
@@ -55,10 +57,12 @@ class TrackedRun:
         for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None
+    ) -> None:
         from mlflow.entities import Metric
 
-        ts = _now_ms()
+        ts = timestamp_ms if timestamp_ms is not None else _now_ms()
         items = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
         for i in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
@@ -71,8 +75,54 @@ class TrackedRun:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+    def reopen(self) -> None:
+        """Mark a killed/failed run RUNNING again before continuing it."""
+        self.client.update_run(self.run_id, status="RUNNING")
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    run: TrackedRun
+    strategy: str
+    lr: str
+    seed: str
+    status: str  # the mtlbench.status tag ("" while running or when killed hard)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative or absolute), else None."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]).absolute() if uri.startswith(prefix) else None
+
+
+def default_checkpoint_root(uri: str) -> Path:
+    """Checkpoints live beside the SQLite store the user chose (or in the working directory
+    for a remote store), so nothing is written anywhere the user did not point at."""
+    db = sqlite_path(uri)
+    return (db.parent if db is not None else Path.cwd()) / "mtlbench-checkpoints"
+
+
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise first use of a SQLite store across processes: MLflow creates the schema on
+    first touch, and two processes doing it at once crash ("table ... already exists")."""
+    db = sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Tracker:
@@ -80,8 +130,9 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str) -> None:
         self.uri = uri
-        self.client = make_client(uri)
-        self.experiment_id = self._experiment_id(experiment)
+        with _store_lock(uri):
+            self.client = make_client(uri)
+            self.experiment_id = self._experiment_id(experiment)
 
     def _experiment_id(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
@@ -89,10 +140,14 @@ class Tracker:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             return str(exp.experiment_id)
+        db = sqlite_path(self.uri)
+        # With a SQLite store, artifacts go next to the database the user chose, not into
+        # ./mlruns of whatever directory the command happens to run in.
+        location = (db.parent / "mlruns" / name).as_uri() if db is not None else None
         try:
-            return str(self.client.create_experiment(name))
+            return str(self.client.create_experiment(name, artifact_location=location))
         except Exception:
-            # Another process created it between our lookup and create.
+            # Another process (without our lock: a remote store) created it meanwhile.
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise
@@ -115,6 +170,49 @@ class Tracker:
             run.log_params(params)
         return run
 
+    def find_unfinished_study(self, signature: str) -> TrackedRun | None:
+        """The newest parent run with this signature that did not finish (killed, failed or
+        left RUNNING by a process killed with SIGKILL)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{KIND_TAG}` = 'study' and tags.`{SIGNATURE_TAG}` = '{signature}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=20,
+        )
+        for r in runs:
+            if r.info.status != "FINISHED":
+                return TrackedRun(self.client, r.info.run_id)
+        return None
+
+    def children(self, parent: TrackedRun) -> list[ChildRun]:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent.run_id}'",
+            max_results=50000,
+        )
+        return [
+            ChildRun(
+                TrackedRun(self.client, r.info.run_id),
+                r.data.params.get("strategy", ""),
+                r.data.params.get("lr", ""),
+                r.data.params.get("seed", ""),
+                r.data.tags.get(STATUS_TAG, ""),
+            )
+            for r in runs
+        ]
+
+    def find_runs(self, tags: Mapping[str, str]) -> list[tuple[TrackedRun, str]]:
+        """Runs of this experiment carrying every tag in ``tags``, oldest first, with their
+        MLflow status (an Optuna study's parent run is found again by its study-name tag)."""
+        filt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=filt,
+            order_by=["attributes.start_time ASC"],
+            max_results=50000,
+        )
+        return [(TrackedRun(self.client, r.info.run_id), str(r.info.status)) for r in runs]
+
 
 def log_metrics(uri: str, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
     """Add metrics to an existing (possibly finished) run, e.g. delta-m once baselines exist."""
@@ -123,10 +221,8 @@ def log_metrics(uri: str, run_id: str, metrics: Mapping[str, float], step: int =
 
 def tracking_uri_for_ui(uri: str) -> str:
     """The store URI as ``mlflow ui --backend-store-uri`` wants it (absolute sqlite path)."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + os.path.abspath(uri[len(prefix) :])
-    return uri
+    db = sqlite_path(uri)
+    return f"sqlite:///{db}" if db is not None else uri
 
 
 # --- reading --------------------------------------------------------------------------------

@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from mtlbench import gradients, weighting
+from mtlbench import checkpoint, gradients, weighting
 from mtlbench.config import RunConfig, TrainConfig
 from mtlbench.data.batches import BatchIterator
 from mtlbench.model import HydraNet, build_model
@@ -33,7 +34,9 @@ PROGRESS_EVERY = 10  # steps between host syncs for the progress bar and the NaN
 
 
 class RunLike(Protocol):
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None
+    ) -> None: ...
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
 
@@ -46,7 +49,9 @@ class NullRun:
         self.params: dict[str, Any] = {}
         self.tags: dict[str, Any] = {}
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None
+    ) -> None:
         self.metrics.append((step, dict(metrics)))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -251,6 +256,27 @@ def trial_params(
     }
 
 
+def _epoch_metrics(
+    stats: EpochStats, val: dict[str, float], epoch_s: float, diagnostics: dict[str, float]
+) -> dict[str, float]:
+    metrics = {
+        f"train/loss_{t.name}": v for t, v in zip(TASKS, stats.task_losses.tolist(), strict=True)
+    }
+    metrics["train/loss_total"] = stats.total_loss
+    metrics.update({f"val/{k}": v for k, v in val.items()})
+    metrics.update(
+        {f"weight/{t.name}": v for t, v in zip(TASKS, stats.weights.tolist(), strict=True)}
+    )
+    metrics.update({f"strategy/{k}": v for k, v in diagnostics.items()})
+    metrics["time/epoch_s"] = epoch_s
+    metrics["throughput/train_img_s"] = stats.images / max(stats.seconds, 1e-9)
+    return metrics
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def fit(
     spec: TrialSpec,
     cfg: RunConfig,
@@ -259,11 +285,18 @@ def fit(
     run: RunLike | None = None,
     reporter: Reporter | None = None,
     on_epoch: EpochCallback | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> TrialResult:
     """Train one trial for ``cfg.train.epochs`` epochs; return its best-validation result.
 
     ``on_epoch(epoch, val_metrics)`` runs after each epoch's validation (``val_metrics`` has
     ``score`` and the task metrics); raising :class:`TrialStopped` from it ends the trial.
+
+    With ``checkpoint_dir``, every epoch ends with an atomic checkpoint there, and a trial
+    whose folder already holds one continues from it: same weights, optimiser and strategy
+    state, RNG streams and metric history, so on CPU the result equals an uninterrupted run.
+    Metrics are logged with the timestamps stored in the checkpoint, so re-logging the history
+    after a resume is idempotent (MLflow drops exact duplicates).
     """
     run = run or NullRun()
     reporter = reporter or NullReporter()
@@ -303,8 +336,28 @@ def fit(
     result = TrialResult(spec, status="finished")
     best_score = math.inf
     best_state: dict[str, torch.Tensor] | None = None
+    timestamps: list[int] = []
+    start_epoch = 0
+    last = checkpoint_dir / checkpoint.LAST if checkpoint_dir is not None else None
+    if last is not None and last.is_file():
+        state = checkpoint.load(last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        strategy.load_state_dict(state["strategy"])
+        checkpoint.restore_rng(state["rng"], gen)
+        result.history, timestamps = list(state["history"]), list(state["timestamps"])
+        result.best_epoch, best_score = int(state["best_epoch"]), float(state["best_score"])
+        result.val = dict(state["best_val"])
+        if result.best_epoch >= 0:
+            best_state = checkpoint.load(last.with_name(checkpoint.BEST))
+        start_epoch = int(state["epoch"]) + 1
+        for record, ts in zip(result.history, timestamps, strict=True):
+            metrics = {k: v for k, v in record.items() if k != "epoch"}
+            run.log_metrics(metrics, step=int(record["epoch"]), timestamp_ms=ts)
+        run.set_tags({"mtlbench.resumed_from_epoch": start_epoch - 1})
+        reporter.info(f"{spec.label}: resuming after epoch {start_epoch - 1} from {last}")
     epochs = cfg.train.epochs
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
         stats = train_one_epoch(
             model,
             strategy,
@@ -314,44 +367,54 @@ def fit(
             reporter=reporter,
             description=f"{spec.label}  epoch {epoch + 1}/{epochs}",
         )
-        if stats.diverged_task is not None:
+        val_start = time.perf_counter()
+        val = evaluate(model, eval_batches(data.val), amp_dtype=amp_dtype)
+        # The last step's update can blow up the weights with every training loss still
+        # finite: non-finite validation losses are divergence too.
+        bad_val = [t.name for t in TASKS if not math.isfinite(val[f"loss_{t.name}"])]
+        diverged = stats.diverged_task or (f"{bad_val[0]} (validation)" if bad_val else None)
+        if diverged is not None:
             result.status = "diverged"
-            result.message = (
-                f"loss of task {stats.diverged_task!r} became non-finite in epoch {epoch}"
-            )
+            result.message = f"loss of task {diverged!r} became non-finite in epoch {epoch}"
             run.set_tags(
                 {
                     "mtlbench.status": "diverged",
                     "diverged": "true",
                     "diverged_epoch": epoch,
-                    "diverged_task": stats.diverged_task,
+                    "diverged_task": diverged,
                 }
             )
             break
         strategy.on_epoch_end(epoch, stats.task_losses)
-        val_start = time.perf_counter()
-        val = evaluate(model, eval_batches(data.val), amp_dtype=amp_dtype)
         val["score"] = data.reference.score(val, trained)
         epoch_s = stats.seconds + time.perf_counter() - val_start
-        metrics = {
-            f"train/loss_{t.name}": v
-            for t, v in zip(TASKS, stats.task_losses.tolist(), strict=True)
-        }
-        metrics["train/loss_total"] = stats.total_loss
-        metrics.update({f"val/{k}": v for k, v in val.items()})
-        metrics.update(
-            {f"weight/{t.name}": v for t, v in zip(TASKS, stats.weights.tolist(), strict=True)}
-        )
-        metrics.update({f"strategy/{k}": v for k, v in strategy.diagnostics().items()})
-        metrics["time/epoch_s"] = epoch_s
-        metrics["throughput/train_img_s"] = stats.images / max(stats.seconds, 1e-9)
-        run.log_metrics(metrics, step=epoch)
+        metrics = _epoch_metrics(stats, val, epoch_s, strategy.diagnostics())
         result.history.append({"epoch": float(epoch), **metrics})
+        timestamps.append(_now_ms())
         if val["score"] < best_score:
             best_score = val["score"]
             result.best_epoch = epoch
             result.val = dict(val)
             best_state = copy.deepcopy(model.state_dict())
+            if checkpoint_dir is not None:
+                checkpoint.save_atomic(best_state, checkpoint_dir / checkpoint.BEST)
+        if last is not None:
+            checkpoint.save_atomic(
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "strategy": strategy.state_dict(),
+                    "rng": checkpoint.rng_state(gen),
+                    "history": result.history,
+                    "timestamps": timestamps,
+                    "best_epoch": result.best_epoch,
+                    "best_score": best_score,
+                    "best_val": result.val,
+                },
+                last,
+            )
+        run.log_metrics(metrics, step=epoch, timestamp_ms=timestamps[-1])
         if on_epoch is not None:
             try:
                 on_epoch(epoch, dict(val))
@@ -370,4 +433,6 @@ def fit(
         final["best_epoch"] = float(result.best_epoch)
         run.log_metrics(final, step=result.best_epoch)
         run.set_tags({"mtlbench.status": "finished"})
+    if checkpoint_dir is not None and not cfg.train.keep_checkpoints:
+        checkpoint.remove(checkpoint_dir)
     return result

@@ -23,6 +23,7 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz
 ZIP_SUFFIXES = (".zip",)
 SUPPORTED_KINDS = "a folder, " + ", ".join(TAR_SUFFIXES + ZIP_SUFFIXES)
 _HASH_BLOCK = 1 << 20
+_NOWHERE = "/nonexistent-mtlbench-extraction-target"  # data_filter needs a destination
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,14 @@ class TarSource:
                         continue
                     if not member.isfile():
                         yield Skipped(member.name, f"not a regular file ({_tar_kind(member)})")
+                        continue
+                    # Nothing is ever extracted, but a member that tarfile's "data" filter
+                    # would refuse (absolute path, '..', outside the target) is refused too.
+                    try:
+                        tarfile.data_filter(member, _NOWHERE)
+                    except tarfile.FilterError as err:
+                        kind = err.__class__.__name__
+                        yield Skipped(member.name, f"unsafe member path ({kind}: {one_line(err)})")
                         continue
                     reader = _tar_reader(self.path, archive, member)
                     yield Entry(member.name, member.size, reader)

@@ -72,7 +72,9 @@ class _PrimalProblem:
         try:
             with warnings.catch_warnings():  # "inaccurate" is handled below, not printed
                 warnings.simplefilter("ignore", UserWarning)
-                self.problem.solve(solver=self.cp.CLARABEL, **_TOLERANCES)
+                # No warm start: the answer must not depend on earlier solves, or a resumed
+                # trial (fresh problem object) would drift from an uninterrupted one.
+                self.problem.solve(solver=self.cp.CLARABEL, warm_start=False, **_TOLERANCES)
         except self.cp.error.SolverError:
             return None
         # "inaccurate" is CLARABEL's AlmostSolved at our 1e-12 tolerances: still far tighter

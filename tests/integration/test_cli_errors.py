@@ -117,3 +117,63 @@ def test_help_does_not_import_torch_or_mlflow():
 def test_version():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("mtlbench ")
+
+
+def test_corrupt_and_empty_archives(tmp_path):
+    bad = tmp_path / "broken.tar.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00garbage that is not gzip at all")
+    _assert_clean_error(_run(tmp_path, "--data", str(bad)), "cannot read archive")
+    import zipfile
+
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w"):
+        pass
+    _assert_clean_error(_run(tmp_path, "--data", str(empty)), "empty")
+    other = tmp_path / "faces.rar"
+    other.write_bytes(b"Rar!")
+    _assert_clean_error(_run(tmp_path, "--data", str(other)), "not a folder or a supported archive")
+
+
+def test_cuda_without_cuda(tmp_path, faces_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the error path needs a machine without it")
+    result = _run(tmp_path, "--data", str(faces_dir), "--device", "cuda")
+    _assert_clean_error(result, "no CUDA device is available")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[train]\nepochz = 3\n", "unknown key 'epochz' in [train]"),
+        ("[train\n", "not valid TOML"),
+        ("import os\nos.system('echo pwned')\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_file(tmp_path, text, needle):
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    _assert_clean_error(_run(tmp_path, "--config", str(path)), needle)
+
+
+def test_diverging_learning_rate_is_a_result_not_a_crash(tmp_path, faces_dir):
+    from mlflow.tracking import MlflowClient
+
+    result = _run(tmp_path, "--data", str(faces_dir), "--strategies", "sum", "--lrs", "1e-3,1e12")
+    assert result.exit_code == 0, result.output
+    assert "diverged" in result.output
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mtlbench")
+    trials = {
+        r.data.params["lr"]: r
+        for r in client.search_runs([exp.experiment_id], "tags.`mtlbench.kind` = 'trial'")
+    }
+    bad, good = trials["1e+12"], trials["0.001"]
+    assert bad.data.tags["mtlbench.status"] == "diverged"
+    assert bad.data.tags["diverged_epoch"] == "0"
+    assert bad.data.tags["diverged_task"].split()[0] in ("age", "gender", "race", "total")
+    assert "test/age_mae" not in bad.data.metrics
+    assert good.data.tags["mtlbench.status"] == "finished"
+    trials_csv = (tmp_path / "out" / "trials.csv").read_text()
+    assert "diverged" in trials_csv

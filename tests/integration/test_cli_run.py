@@ -144,12 +144,12 @@ def test_artifacts_and_output_files(finished_run):
     work, uri, _ = finished_run
     client, parents, _ = _runs(uri)
     names = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert {"trials.csv", "summary.csv", "summary.md", "curves.png"} <= names
+    assert {"trials.csv", "leaderboard.csv", "leaderboard.md", "report.html", "curves.png"} <= names
     out = work / "out"
     assert (out / "curves.png").stat().st_size > 10_000
     trials = (out / "trials.csv").read_text().splitlines()
     assert len(trials) == 4  # header + 3 trials
-    summary = (out / "summary.md").read_text()
+    summary = (out / "leaderboard.md").read_text()
     assert "| sum |" in summary and "| dwa |" in summary
 
 

@@ -33,8 +33,11 @@ def test_rows_are_relative_to_sum_and_include_the_jacobian_baselines():
     assert (
         by_name["mean"].mode == "-" and by_name["jacobian/shared:sequential"].mode == "sequential"
     )
-    # the shared Jacobian (3 x all backbone parameters) costs more memory than summing losses
-    assert by_name["jacobian/shared:batched"].peak_mb > by_name["sum"].peak_mb
+    # the batched shared Jacobian holds 3 gradients of every backbone parameter at once
+    from mtlbench.model import TinyBackbone
+
+    n_shared = sum(p.numel() for p in TinyBackbone().parameters())
+    assert by_name["jacobian/shared:batched"].peak_mb >= 3 * n_shared * 4 / 1e6
     text = strategies_table(rows)
     assert text.splitlines()[0].split()[:4] == ["strategy", "needs", "jacobian", "ms/step"]
     assert "<= 2.6" in text and "<= 1.05" in text

@@ -126,7 +126,10 @@ def test_unsafe_archive_members_are_skipped(
         archive.addfile(link)
     ds = load_dataset(archive_path, 16, cache_dir=cache_dir)
     reasons = {s.name: s.reason for s in ds.skipped}
-    assert reasons["../20_0_0_20170101000000001.jpg"] == "unsafe member path (contains '..')"
+    assert reasons["../20_0_0_20170101000000001.jpg"].startswith(
+        "unsafe member path (OutsideDestinationError"
+    )
+    # tarfile's data filter would strip the leading '/', mtlbench refuses the member outright
     assert reasons["/tmp/20_0_0_20170101000000002.jpg"] == "unsafe member path (absolute)"
     assert "symbolic link" in reasons["UTKFace/20_0_0_20170101000000003.jpg"]
     assert len(ds) == 24

@@ -1,0 +1,55 @@
+"""Where mtlbench writes, what it binds, and what it refuses to execute."""
+
+from __future__ import annotations
+
+import subprocess
+
+from typer.testing import CliRunner
+
+from mtlbench.cli import app
+
+
+def test_ui_binds_loopback_by_default_and_warns_otherwise(monkeypatch):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    result = CliRunner().invoke(app, ["ui", "--tracking-uri", "sqlite:///x.db"])
+    assert result.exit_code == 0
+    assert calls[-1][calls[-1].index("--host") + 1] == "127.0.0.1"
+    assert "warning" not in result.output
+
+    result = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"])
+    assert result.exit_code == 0
+    assert calls[-1][calls[-1].index("--host") + 1] == "0.0.0.0"
+    assert "warning: binding 0.0.0.0" in result.output
+
+
+def test_a_run_writes_only_where_it_was_told(faces_dir, session_cache, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    store = tmp_path / "store"
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--strategies",
+            "sum",
+            "--backbone",
+            "tiny",
+            "--epochs",
+            "1",
+            "--data",
+            str(faces_dir),
+            "--cache-dir",
+            str(session_cache),
+            "--tracking-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--output",
+            str(tmp_path / "out"),
+        ],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    assert list(elsewhere.iterdir()) == [], "nothing lands in the working directory"
+    assert (store / "mlflow.db").is_file()
+    assert (store / "mlruns").is_dir(), "artifacts sit beside the chosen store"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "out", "store"]

@@ -1,0 +1,93 @@
+"""Optuna storage URLs: defaults, clear errors, counting (SQLite in a temp dir, no training)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from mtlbench.study_storage import (
+    StorageError,
+    count,
+    default_storage,
+    load_study,
+    open_storage,
+    redact,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_default_storage_sits_next_to_a_sqlite_mlflow_store(tmp_path, monkeypatch):
+    assert default_storage(f"sqlite:///{tmp_path}/runs/mlflow.db") == (
+        f"sqlite:///{tmp_path}/runs/optuna.db"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert default_storage("sqlite:///mlflow.db") == f"sqlite:///{tmp_path}/optuna.db"
+    assert default_storage("http://mlflow:5000") == f"sqlite:///{tmp_path}/optuna.db"
+
+
+def test_redact_hides_the_password():
+    shown = redact("postgresql://bob:s3cret@db.example:5432/optuna")
+    assert "s3cret" not in shown and "bob" in shown and "db.example" in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("not a url", "is not a usable SQLAlchemy URL"),
+        ("nosuchdb://x/y", "is not a usable SQLAlchemy URL"),
+        ("postgresql://u:pw@127.0.0.1:1/optuna", "cannot open Optuna storage"),
+    ],
+)
+def test_bad_storage_urls_give_one_clear_line(url, needle):
+    with pytest.raises(StorageError, match=needle) as err:
+        open_storage(url, heartbeat_s=60, max_retry=3, create=True)
+    assert "pw" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_worker_does_not_create_a_missing_sqlite_file(tmp_path):
+    path = tmp_path / "optuna.db"
+    with pytest.raises(StorageError, match="does not exist"):
+        open_storage(f"sqlite:///{path}", heartbeat_s=60, max_retry=3)
+    assert not path.exists()
+
+
+def test_unknown_study_names_the_existing_ones(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/o.db", heartbeat_s=60, max_retry=3, create=True)
+    optuna.create_study(storage=storage, study_name="alpha")
+    with pytest.raises(StorageError, match=r"no Optuna study named 'beta'.*studies there: alpha"):
+        load_study(storage, "beta")
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_count_splits_states(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/o.db", heartbeat_s=60, max_retry=3, create=True)
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.tell(study.ask(), 1.0)
+    study.tell(study.ask(), state=optuna.trial.TrialState.PRUNED)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    study.ask()
+    c = count(study)
+    assert (c.finished, c.running, c.waiting, c.failed, c.taken) == (2, 1, 0, 1, 3)
+
+
+def test_two_creators_of_one_fresh_sqlite_file_do_not_crash(tmp_path):
+    # Without the creation lock this fails almost every time ("table studies already exists").
+    import threading
+
+    for i in range(4):
+        url = f"sqlite:///{tmp_path / str(i) / 'optuna.db'}"
+        errors: list[BaseException] = []
+
+        def create(url: str = url, errors: list[BaseException] = errors) -> None:
+            try:
+                open_storage(url, heartbeat_s=60, max_retry=1, create=True)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=create) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
