@@ -4,9 +4,12 @@ nox -s tests     # the test suite (default)
 nox -s lint      # ruff + mypy on mtlbench/
 nox -s browser   # report.html in headless chromium (needs Debian's chromium + chromium-driver)
 nox -s postgres  # two Optuna workers on a real PostgreSQL server (needs Debian's postgresql)
+nox -s bench     # the tutorial's pipeline against mtlbench's (real UTKFace when present)
 """
 
 from __future__ import annotations
+
+import os
 
 import nox
 
@@ -22,7 +25,9 @@ DEV = nox.project.dependency_groups(PYPROJECT, "dev")
 def tests(session: nox.Session) -> None:
     """Unit, integration and end-to-end tests (a few minutes on 2 CPU cores)."""
     session.install("-e", ".", *DEV)
-    session.run("python", "-m", "pytest", *session.posargs)
+    # The browser and PostgreSQL tests need system packages and run in their own sessions.
+    args = session.posargs or ["--ignore=tests/browser", "--ignore=tests/postgres"]
+    session.run("python", "-m", "pytest", *args)
 
 
 @nox.session
@@ -66,3 +71,13 @@ def postgres(session: nox.Session) -> None:
         *session.posargs,
         env={"MTLBENCH_REQUIRE_POSTGRES": "1"},
     )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """`mtlbench bench` on real UTKFace when ../shared/data has it, else on synthetic faces.
+    Not part of CI: it measures speed, which a shared CI machine cannot judge."""
+    session.install("-e", ".")
+    real = "../shared/data/UTKFace.tar.gz"
+    data = ["--data", real] if os.path.exists(real) else []
+    session.run("mtlbench", "bench", *data, *session.posargs)

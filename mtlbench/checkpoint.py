@@ -1,15 +1,24 @@
 """Per-trial checkpoints: everything needed to continue a trial exactly where it stopped.
 
-A trial's folder holds ``last.pt`` (model, optimiser, strategy state, RNG states, the epoch
-and the per-epoch metric history with their timestamps) and ``best.pt`` (the weights of the
-best validation epoch so far). Both are written atomically (temporary file in the same folder,
-then ``os.replace``), so a process killed at any instant leaves either the previous complete
-file or the new one. Files are read with ``torch.load(weights_only=True)``: a checkpoint is
-data, never code.
+A trial's folder holds ``last`` (model, optimiser, strategy state, RNG states, the epoch and
+the per-epoch metric history with their timestamps) and ``best`` (the weights of the best
+validation epoch so far).
+
+Each is double-buffered: two files ``<name>-a.pt`` / ``<name>-b.pt`` and a small pointer
+``<name>.json`` naming the complete one. A save overwrites the file the pointer does NOT name,
+in place, then replaces the pointer atomically (temporary file + ``os.replace``). A process
+killed at any instant therefore leaves the pointer on a complete file. Overwriting in place
+matters for speed: writing ResNet18 + AdamW state (~140 MB) into a fresh file and renaming it
+took 50-390 ms here (the file system allocates and frees the space every epoch), in place a
+steady 37 ms. There is no fsync: a killed process cannot lose page-cache writes; an OS crash
+may lose the newest checkpoint.
+
+Files are read with ``torch.load(weights_only=True)``: a checkpoint is data, never code.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -18,8 +27,8 @@ from typing import Any
 
 import torch
 
-LAST = "last.pt"
-BEST = "best.pt"
+LAST = "last"
+BEST = "best"
 
 
 def root_for(checkpoint_dir: str | None, tracking_uri: str) -> Path:
@@ -29,21 +38,56 @@ def root_for(checkpoint_dir: str | None, tracking_uri: str) -> Path:
     return Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_root(tracking_uri)
 
 
-def save_atomic(obj: Any, path: Path) -> None:
+def save_atomic(data: bytes, path: Path) -> None:
+    """Write a small file atomically (temporary file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        # No fsync: a killed process cannot lose page-cache writes, and fsync of ~140 MB per
-        # epoch would cost more than the epoch on small data. An OS crash may lose the newest.
+            handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def load(path: Path) -> Any:
+def _pointer(folder: Path, name: str) -> Path:
+    return folder / f"{name}.json"
+
+
+def _current(folder: Path, name: str) -> Path | None:
+    try:
+        target = json.loads(_pointer(folder, name).read_text())["file"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return folder / str(target)
+
+
+def exists(folder: Path, name: str) -> bool:
+    current = _current(folder, name)
+    return current is not None and current.is_file()
+
+
+def save(obj: Any, folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    current = _current(folder, name)
+    spare = folder / (
+        f"{name}-b.pt" if current and current.name.endswith("-a.pt") else f"{name}-a.pt"
+    )
+    with open(spare, "r+b" if spare.exists() else "wb") as handle:
+        torch.save(obj, handle)
+        handle.truncate()
+    save_atomic(json.dumps({"file": spare.name}).encode(), _pointer(folder, name))
+
+
+def load(folder: Path, name: str) -> Any:
+    current = _current(folder, name)
+    if current is None:
+        raise FileNotFoundError(f"no {name!r} checkpoint in {folder}")
+    return load_file(current)
+
+
+def load_file(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -67,6 +111,8 @@ def restore_rng(state: dict[str, Any], batch_generator: torch.Generator) -> None
 def remove(folder: Path) -> None:
     """Delete a finished trial's checkpoints (and the folder if nothing else is in it)."""
     for name in (LAST, BEST):
-        (folder / name).unlink(missing_ok=True)
+        _pointer(folder, name).unlink(missing_ok=True)
+        for suffix in ("a", "b"):
+            (folder / f"{name}-{suffix}.pt").unlink(missing_ok=True)
     if folder.is_dir() and not any(folder.iterdir()):
         shutil.rmtree(folder, ignore_errors=True)

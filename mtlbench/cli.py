@@ -137,6 +137,7 @@ def build_config(**opts: Any) -> RunConfig:
         optimizer=opts.get("optimizer"),
         device=opts.get("device"),
         checkpoint_dir=opts.get("checkpoint_dir"),
+        compile=opts.get("compile_backbone") or None,
     )
     lrs = _csv(opts.get("lrs"))
     seeds = _csv(opts.get("seeds"))
@@ -252,10 +253,13 @@ def run(
         None, "--lr-range", help="Optuna: log-uniform learning rates LOW,HIGH (default: 1e-4,1e-2)."
     ),
     workers: int | None = typer.Option(
-        None, "--workers", help="Optuna: local worker processes sharing the study (default: 1)."
+        None,
+        "--workers",
+        help="Local worker processes running trials concurrently: grid trials, or Optuna "
+        "workers sharing the study (default: 1).",
     ),
     devices: str | None = typer.Option(
-        None, "--devices", help="Optuna: CUDA devices, one worker each, e.g. 0,1."
+        None, "--devices", help="CUDA devices for --workers, one worker each, e.g. 0,1."
     ),
     output: str | None = typer.Option(
         None, "--output", help="Results folder (default: results/<experiment>)."
@@ -268,6 +272,9 @@ def run(
         "--checkpoint-dir",
         help="Per-trial checkpoints, one folder per MLflow run "
         "(default: mtlbench-checkpoints/ beside a SQLite store).",
+    ),
+    compile_backbone: bool = typer.Option(
+        False, "--compile", help="torch.compile the backbone (pays off on GPUs, long runs)."
     ),
     resume: bool = typer.Option(
         False,
@@ -473,13 +480,60 @@ def bench(
         3, "--rounds", help="With --strategies: interleaved rounds over all variants."
     ),
     markdown: bool = typer.Option(False, "--markdown", help="With --strategies: a Markdown table."),
+    data: str | None = typer.Option(
+        None, "--data", help="Images for the pipeline benchmark (default: synthetic)."
+    ),
+    max_samples: int = typer.Option(
+        3000, "--max-samples", help="Pipeline benchmark: images per epoch (stratified subset)."
+    ),
+    cache_dir: str | None = typer.Option(None, "--cache-dir", help="Decoded-image cache."),
+    model_only: bool = typer.Option(
+        False, "--model-only", help="Only the training-step table (random tensors, no data)."
+    ),
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        help="Study throughput: a small grid run sequentially, then with this many workers.",
+    ),
 ) -> None:
-    """Training throughput: without --strategies, mtlbench's HydraNet against the tutorial's
-    three-pass forward; with --strategies, each weighting strategy's step time and peak memory
-    relative to sum on the same model, batch and data (see docs/strategies.md)."""
+    """Measure speed. Default: the original tutorial's whole pipeline (per-item PIL decoding,
+    three backbone passes) against mtlbench's, on the same images: data loading alone, the
+    training step alone and a whole epoch. --model-only: just the step. --strategies: each
+    weighting strategy's step time and peak memory relative to sum (docs/strategies.md).
+    --concurrency K: trials/hour of a small grid, sequential against K worker processes."""
 
     def go() -> str:
+        from mtlbench.config import DataConfig
         from mtlbench.prepare import resolve_device
+
+        if concurrency is not None:
+            from mtlbench.bench_study import study_throughput
+
+            dc = DataConfig(source=data, image_size=image_size, cache_dir=cache_dir)
+            result = study_throughput(
+                dc.source,
+                workers=concurrency,
+                cache_dir=dc.cache_path,
+                image_size=image_size,
+                backbone=backbone,
+                max_samples=max_samples,
+                device=device,
+            )
+            return result.table()
+        if strategies is None and not model_only:
+            from mtlbench.bench_pipeline import pipeline_benchmark
+
+            dc = DataConfig(source=data, image_size=image_size, cache_dir=cache_dir)
+            report = pipeline_benchmark(
+                dc.source,
+                image_size=image_size,
+                batch_size=batch_size,
+                max_samples=max_samples,
+                backbone=backbone,
+                device=resolve_device(device),
+                cache_dir=dc.cache_path,
+            )
+            return report.table()
 
         if strategies is not None:
             from mtlbench import weighting

@@ -111,6 +111,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
     # Per-trial folders <dir>/<mlflow run id>/; None: next to a SQLite store, else ./
     checkpoint_dir: str | None = None
+    compile: bool = False  # torch.compile the backbone (worth it on GPU for long runs)
     keep_checkpoints: bool = False  # keep them after a trial ends (else deleted)
 
     def __post_init__(self) -> None:

@@ -18,7 +18,8 @@ h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 h3 { margin-top: 1.3em; }
 table { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 0.92em; }
 th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; } td.name, th.name { text-align: left; }
+th { background: #f4f4f4; white-space: normal; vertical-align: bottom; }
+.table { overflow-x: auto; } td.name, th.name { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
 dl.budget { display: grid; grid-template-columns: max-content auto; gap: 0.15em 1em; }
 dl.budget dt { font-weight: 600; } dl.budget dd { margin: 0; }
@@ -41,7 +42,8 @@ def _table(header: list[str], rows: list[list[str]], name_col: int = 0) -> str:
     body = "".join(
         "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table">{table}</div>'
 
 
 def _figure(fig: text.Figure) -> str:

@@ -46,14 +46,17 @@ def _scale(col: str) -> float:
 
 def strategy_palette(strategies: Sequence[str]) -> dict[str, Colour]:
     """One colour per strategy for every figure: ``sum`` first, then the other methods in
-    name order on tab10 (husl beyond 10); fixed-weight points grey; single-task models black."""
+    name order on tab10 without its grey (husl beyond 9); fixed-weight points grey;
+    single-task models black."""
     import seaborn as sns
 
     names = set(strategies)
     methods = sorted(s for s in names if report.strategy_kind(s) == report.KIND_METHOD)
     if report.REFERENCE in methods:
         methods = [report.REFERENCE, *(m for m in methods if m != report.REFERENCE)]
-    colours = sns.color_palette("tab10" if len(methods) <= 10 else "husl", len(methods))
+    # tab10's grey (index 7) is reserved for the sweep points.
+    tab9 = [c for i, c in enumerate(sns.color_palette("tab10", 10)) if i != 7]
+    colours = tab9[: len(methods)] if len(methods) <= 9 else sns.color_palette("husl", len(methods))
     palette: dict[str, Colour] = {m: tuple(c) for m, c in zip(methods, colours, strict=True)}
     for s in names - set(methods):
         kind = report.strategy_kind(s)
@@ -286,6 +289,70 @@ def _higher(col: str) -> bool:
     return next(t.higher_is_better for t in TASKS if f"test/{t.metric}" == col)
 
 
+def _limits(values: list[float]) -> tuple[float, float] | None:
+    """Axis range around ``values`` with 12% padding (None without finite values)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    low, high = min(finite), max(finite)
+    pad = 0.12 * (high - low) if high > low else max(abs(high) * 0.05, 0.5)
+    return low - pad, high + pad
+
+
+def _sweep_layer(
+    ax: Axes, points: pd.DataFrame, x: str, y: str, box: tuple[tuple[float, float], ...]
+) -> None:
+    """Fixed-weight points and their front. The axes are zoomed on the methods, so a point
+    that falls outside is drawn on the border as an arrow towards it, and listed with its true
+    coordinates in the panel's corner."""
+    sx, sy = _scale(x), _scale(y)
+    (x0, x1), (y0, y1) = box
+    front = stats.pareto_front(points, x, y, x_higher=_higher(x), y_higher=_higher(y))
+    if len(front) > 0:
+        ax.plot(
+            front[x] * sx,
+            front[y] * sy,
+            color=SWEEP_COLOUR,
+            lw=1.5,
+            zorder=1,
+            label="scalarisation front",
+        )
+    style: dict[str, Any] = {"color": SWEEP_COLOUR, "edgecolors": "white", "s": 40, "zorder": 4}
+    ax.scatter([], [], marker="o", label="fixed weights (sweep)", **style)  # legend entry
+    outside = []
+    for _, p in points.iterrows():
+        px, py = p[x] * sx, p[y] * sy
+        cx, cy = min(max(px, x0), x1), min(max(py, y0), y1)
+        if (cx, cy) == (px, py):
+            ax.scatter([px], [py], marker="o", **style)
+            ax.annotate(
+                str(p["label"]),
+                (px, py),
+                fontsize=6.5,
+                color="0.35",
+                zorder=5,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        else:
+            marker = ">" if px > x1 else "<" if px < x0 else "^" if py > y1 else "v"
+            ax.scatter([cx], [cy], marker=marker, clip_on=False, **style)
+            outside.append(f"{p['label']}: ({px:.3g}, {py:.3g})")
+    if outside:
+        ax.text(
+            0.02,
+            0.02,
+            "outside the frame:\n" + "\n".join(outside),
+            transform=ax.transAxes,
+            fontsize=6.5,
+            color="0.3",
+            va="bottom",
+            ha="left",
+            zorder=6,
+            bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85},
+        )
+
+
 def pareto_figure(
     tidy: pd.DataFrame,
     summary: pd.DataFrame,
@@ -295,53 +362,24 @@ def pareto_figure(
 ) -> Path:
     """Pairwise test-metric planes: the fixed-weight sweep (grey points, its Pareto front as a
     grey line), each method at its chosen lr with 95% CI error bars on both axes, and the
-    single-task models as dashed lines."""
+    single-task models as dashed lines. Zoomed on the methods and single-task models."""
     plt = _pyplot()
     points = _sweep_points(tidy, summary)
-    methods = summary[summary["kind"] == report.KIND_METHOD]
+    methods = summary[(summary["kind"] == report.KIND_METHOD)]
     base = dict(zip(baselines.get("task", []), baselines.get("baseline", []), strict=True))
-    fig, axes = plt.subplots(1, len(_PAIRS), figsize=(5.0 * len(_PAIRS), 4.4))
+    fig, axes = plt.subplots(1, len(_PAIRS), figsize=(5.4 * len(_PAIRS), 4.8))
     for ax, (x, y) in zip(axes, _PAIRS, strict=True):
         sx, sy = _scale(x), _scale(y)
-        if not points.empty:
-            ax.scatter(
-                points[x] * sx,
-                points[y] * sy,
-                color=SWEEP_COLOUR,
-                edgecolors="white",
-                s=34,
-                zorder=4,
-                label="fixed weights (sweep)",
-            )
-            for _, p in points.iterrows():
-                ax.annotate(
-                    p["label"],
-                    (p[x] * sx, p[y] * sy),
-                    fontsize=7,
-                    color="0.35",
-                    zorder=5,
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                )
-            front = stats.pareto_front(points, x, y, x_higher=_higher(x), y_higher=_higher(y))
-            if len(front) > 0:
-                ax.plot(
-                    front[x] * sx,
-                    front[y] * sy,
-                    color=SWEEP_COLOUR,
-                    lw=1.5,
-                    ls="-",
-                    zorder=1,
-                    label="scalarisation front",
-                )
+        spans: dict[str, list[float]] = {x: [], y: []}
         for _, row in methods.iterrows():
             if not (math.isfinite(row[x]) and math.isfinite(row[y])):
                 continue
+            xerr, yerr = np.nan_to_num(row[f"{x}_ci"] * sx), np.nan_to_num(row[f"{y}_ci"] * sy)
             ax.errorbar(
                 row[x] * sx,
                 row[y] * sy,
-                xerr=np.nan_to_num(row[f"{x}_ci"] * sx),
-                yerr=np.nan_to_num(row[f"{y}_ci"] * sy),
+                xerr=xerr,
+                yerr=yerr,
                 color=palette[row["strategy"]],
                 marker="o",
                 ms=6,
@@ -350,24 +388,32 @@ def pareto_figure(
                 zorder=3,
                 label=row["strategy"],
             )
+            spans[x] += [row[x] * sx - xerr, row[x] * sx + xerr]
+            spans[y] += [row[y] * sy - yerr, row[y] * sy + yerr]
         for col, line in ((x, ax.axvline), (y, ax.axhline)):
             task = col.split("/")[1].split("_")[0]
             if task in base:
-                line(
-                    base[task] * _scale(col),
-                    color=SINGLE_COLOUR,
-                    ls="--",
-                    lw=1,
-                    label="single-task (stl)",
-                )
+                value = base[task] * _scale(col)
+                line(value, color=SINGLE_COLOUR, ls="--", lw=1, label="single-task (stl)")
+                spans[col].append(value)
+        if not spans[x] and not points.empty:  # no method: frame the sweep instead
+            spans[x] += list(points[x] * sx)
+            spans[y] += list(points[y] * sy)
+        xlim, ylim = _limits(spans[x]), _limits(spans[y])
+        if xlim is not None and ylim is not None:
+            ax.set_xlim(*xlim)
+            ax.set_ylim(*ylim)
+            if not points.empty:
+                _sweep_layer(ax, points, x, y, (xlim, ylim))
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(y))
-        if _higher(x):
-            ax.set_title(f"{_short(x)} vs {_short(y)} (better: up, right)")
-        else:
-            ax.set_title(f"{_short(x)} vs {_short(y)} (better: up, left)")
+        side = "right" if _higher(x) else "left"
+        ax.set_title(f"{_short(x)} vs {_short(y)} (better: up, {side})")
     _legend(fig, axes)
-    fig.suptitle("Test metrics, pairwise: methods (95% CI) against the fixed-weight front")
+    fig.suptitle(
+        "Test metrics, pairwise: methods (95% CI) against the fixed-weight front "
+        "(arrows: sweep points outside the frame)"
+    )
     fig.tight_layout()
     return _save(fig, path)
 

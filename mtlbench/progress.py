@@ -78,7 +78,9 @@ class RichReporter:
     def __init__(self, quiet: bool = False) -> None:
         from rich.console import Console
 
-        self.console = Console(stderr=True)
+        # Logs (CI, nohup, a pipe) get a wide fixed width instead of 80 columns, so the
+        # summary tables are not truncated.
+        self.console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
         self.quiet = quiet
         self._live: Any = None
 

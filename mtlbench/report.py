@@ -11,7 +11,6 @@ and epochs): :func:`split_groups` keeps groups apart so they are never averaged 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -280,12 +279,3 @@ def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
         ["_k", "rank", primary, "val_score"], na_position="last"
     )
     return summary.drop(columns="_k").reset_index(drop=True)
-
-
-def write_tables(tidy: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """``trials.csv`` (every trial) and ``leaderboard.csv`` (one row per strategy)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "trials.csv", out_dir / "leaderboard.csv"]
-    tidy.to_csv(paths[0], index=False)
-    summary.to_csv(paths[1], index=False)
-    return paths

@@ -39,7 +39,10 @@ FIGURES: dict[str, tuple[str, str]] = {
     ),
     "weights": (
         "Task weights over training",
-        "The weight each method applied to each task loss (epoch mean), at its chosen lr.",
+        "The weight each method applied to each task loss (epoch mean), at its chosen lr; "
+        "gradient methods report the weights their combined update implies. Scales follow "
+        "each method's convention (sum's weights add up to 3, mgda_ub's to 1; see "
+        "docs/strategies.md): compare the ratios between tasks rather than the levels.",
     ),
     "lr_sensitivity": (
         "Learning-rate sensitivity",

@@ -106,12 +106,14 @@ def caveats(tidy: pd.DataFrame, summary: pd.DataFrame, primary: str) -> list[str
     n_tests = int(summary["p_vs_ref"].notna().sum())
     if n_tests:
         sig = summary[summary["p_vs_ref"] < 0.05]["strategy"].tolist()
+        holm = summary[summary["p_vs_ref_holm"] < 0.05]["strategy"].tolist()
         found = f"p < 0.05 (uncorrected) for: {', '.join(sig)}" if sig else "none has p < 0.05"
+        after = ", ".join(holm) if holm else "none"
         out.append(
             f"{n_tests} comparison{'s' if n_tests > 1 else ''} against {report.REFERENCE}: "
-            f"{found}. At that threshold about "
-            f"{n_tests / 20:.1f} would be expected by chance alone; Holm-adjusted p-values are "
-            "in leaderboard.csv."
+            f"{found}. About {n_tests / 20:.1f} of them would reach that by chance alone; after "
+            f"Holm's adjustment for the {n_tests} comparisons, p < 0.05 for: {after} (adjusted "
+            "p-values in leaderboard.csv)."
         )
     n_test = pd.to_numeric(tidy["n_test"], errors="coerce").dropna()
     ref = summary[summary["strategy"] == report.REFERENCE]

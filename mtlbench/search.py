@@ -31,6 +31,9 @@ from mtlbench.train import TrialResult, TrialSpec, fit, trial_params
 
 if TYPE_CHECKING:
     import pandas as pd
+    import torch
+
+    from mtlbench.prepare import PreparedData
 
 
 @dataclass(frozen=True)
@@ -166,52 +169,30 @@ def run_study(
         f"{len(specs)} trials on {device}; MLflow: {cfg.tracking.resolved_uri} "
         f"(experiment {cfg.tracking.experiment!r}, parent run {parent.run_id})"
     )
-    results: list[TrialResult] = []
-    failed: list[str] = []
-    ckpt_root = checkpoint.root_for(cfg.train.checkpoint_dir, cfg.tracking.resolved_uri)
+    plan: list[PlannedTrial] = []
+    for spec in specs:
+        previous = children.get(trial_key(spec.strategy, spec.lr, spec.seed))
+        if previous is None or previous.status not in FINAL_STATUSES:
+            plan.append(PlannedTrial(spec, previous.run.run_id if previous else None))
+    if len(plan) < len(specs):
+        reporter.info(f"{len(specs) - len(plan)} trials already finished: kept")
+    outcomes: list[TrialOutcome] = []
     try:
         with reporter.progress("trials", total=len(specs)) as bar:
-            for spec in specs:
-                previous = children.get(trial_key(spec.strategy, spec.lr, spec.seed))
-                if previous is not None and previous.status in FINAL_STATUSES:
+            bar.advance(len(specs) - len(plan))
+            if cfg.search.workers > 1 and len(plan) > 1:
+                from mtlbench.grid_pool import run_pool
+
+                for outcome in run_pool(cfg, parent.run_id, plan, reporter):
+                    outcomes.append(outcome)
+                    _report_outcome(outcome, reporter)
                     bar.advance(1)
-                    continue
-                if previous is not None:
-                    child = previous.run
-                    child.reopen()
-                else:
-                    child = tracker.start_run(
-                        spec.label,
-                        params=trial_params(spec, cfg, data, device),
-                        tags={KIND_TAG: "trial", "mtlbench.parent_name": cfg.tracking.experiment},
-                        parent=parent,
-                    )
-                folder = ckpt_root / child.run_id
-                child.set_tags({"mtlbench.checkpoint_dir": folder})
-                try:
-                    result = fit(
-                        spec, cfg, data, device, run=child, reporter=reporter,
-                        checkpoint_dir=folder,
-                    )  # fmt: skip
-                except KeyboardInterrupt:
-                    child.set_tags({STATUS_TAG: "interrupted"})
-                    child.end("KILLED")
-                    raise
-                except Exception as exc:  # a failed trial must not cost the rest of the grid
-                    child.set_tags({STATUS_TAG: "failed", "error": _one_line(exc)})
-                    child.log_text(traceback.format_exc(), "error.txt")
-                    child.end("FAILED")
-                    failed.append(spec.label)
-                    reporter.warn(
-                        f"{spec.label}: FAILED ({_one_line(exc)}); traceback in run {child.run_id}"
-                    )
+            else:
+                for planned in plan:
+                    outcome = execute_trial(planned, cfg, data, device, tracker, parent, reporter)
+                    outcomes.append(outcome)
+                    _report_outcome(outcome, reporter)
                     bar.advance(1)
-                    continue
-                child.end("FINISHED")
-                results.append(result)
-                if result.status != "finished":
-                    reporter.warn(f"{spec.label}: {result.status} ({result.message})")
-                bar.advance(1)
         summary, files = write_outputs(
             cfg.tracking.resolved_uri,
             cfg.tracking.experiment,
@@ -222,10 +203,86 @@ def run_study(
     except BaseException:
         parent.end("KILLED")
         raise
+    failed = tuple(o.label for o in outcomes if o.status == "failed")
     parent.end("FAILED" if failed else "FINISHED")
-    return StudyOutcome(
-        parent.run_id, results, summary, files, time.perf_counter() - start, tuple(failed)
-    )
+    results = [o.result for o in outcomes if o.result is not None]
+    return StudyOutcome(parent.run_id, results, summary, files, time.perf_counter() - start, failed)
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    spec: TrialSpec
+    run_id: str | None  # an interrupted trial's MLflow run to continue, or None for a new run
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    label: str
+    run_id: str
+    status: str  # finished | diverged | pruned | failed
+    message: str
+    result: TrialResult | None
+
+
+def execute_trial(
+    planned: PlannedTrial,
+    cfg: RunConfig,
+    data: PreparedData,
+    device: torch.device,
+    tracker: Tracker,
+    parent: TrackedRun,
+    reporter: Reporter,
+) -> TrialOutcome:
+    """Run one planned trial in its MLflow run (new, or reopened to continue from its last
+    checkpoint). An error ends the trial as FAILED (traceback logged) and is returned, not
+    raised, so the rest of the grid goes on; Ctrl-C marks the run KILLED and propagates."""
+    spec = planned.spec
+    start = time.perf_counter()
+    if planned.run_id is not None:
+        child = TrackedRun(tracker.client, planned.run_id)
+        child.reopen()
+    else:
+        child = tracker.start_run(
+            spec.label,
+            params=trial_params(spec, cfg, data, device),
+            tags={KIND_TAG: "trial", "mtlbench.parent_name": cfg.tracking.experiment},
+            parent=parent,
+        )
+    folder = checkpoint.root_for(cfg.train.checkpoint_dir, cfg.tracking.resolved_uri)
+    folder = folder / child.run_id
+    child.set_tags({"mtlbench.checkpoint_dir": folder})
+    try:
+        result = fit(spec, cfg, data, device, run=child, reporter=reporter, checkpoint_dir=folder)
+    except KeyboardInterrupt:
+        child.set_tags({STATUS_TAG: "interrupted"})
+        child.end("KILLED")
+        raise
+    except Exception as exc:  # a failed trial must not cost the rest of the grid
+        message = _one_line(exc)
+        child.set_tags({STATUS_TAG: "failed", "error": message})
+        child.log_text(traceback.format_exc(), "error.txt")
+        child.end("FAILED")
+        return TrialOutcome(spec.label, child.run_id, "failed", message, None)
+    # What a trial costs beyond its training steps (model build, validation and test passes,
+    # checkpoints, MLflow calls): docs/performance.md tracks it against a 10% budget.
+    wall = time.perf_counter() - start
+    overhead = {
+        "time/trial_s": wall,
+        "time/train_s": result.train_seconds,
+        "time/overhead_pct": 100 * (wall - result.train_seconds) / max(wall, 1e-9),
+    }
+    child.log_metrics(overhead, step=max(result.best_epoch, 0))
+    child.end("FINISHED")
+    return TrialOutcome(spec.label, child.run_id, result.status, result.message, result)
+
+
+def _report_outcome(outcome: TrialOutcome, reporter: Reporter) -> None:
+    if outcome.status == "failed":
+        reporter.warn(
+            f"{outcome.label}: FAILED ({outcome.message}); traceback in run {outcome.run_id}"
+        )
+    elif outcome.status != "finished":
+        reporter.warn(f"{outcome.label}: {outcome.status} ({outcome.message})")
 
 
 def _one_line(exc: BaseException) -> str:

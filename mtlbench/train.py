@@ -101,6 +101,7 @@ class TrialResult:
     test: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     message: str = ""
+    train_seconds: float = 0.0  # inside train_one_epoch only (this process, this attempt)
 
 
 def make_optimizer(
@@ -249,6 +250,7 @@ def trial_params(
         "device": str(device),
         "amp": "bf16" if amp is not None else "off",
         "channels_last": str(resolve_channels_last(cfg.train, device)),
+        "compile": str(cfg.train.compile),
         "strategy_needs": cls.needs.value,
         "tasks": ",".join(trained),
         **data.params,
@@ -306,6 +308,9 @@ def fit(
     channels_last = resolve_channels_last(cfg.train, device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device).to(memory_format=memory_format)
+    if cfg.train.compile:
+        # In place (nn.Module.compile), so state_dict keys and checkpoints stay the same.
+        model.backbone.compile()
     strategy = weighting.create(
         spec.strategy, TASKS, seed=spec.seed, overrides=cfg.search.strategy_params
     ).to(device)
@@ -338,9 +343,8 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     timestamps: list[int] = []
     start_epoch = 0
-    last = checkpoint_dir / checkpoint.LAST if checkpoint_dir is not None else None
-    if last is not None and last.is_file():
-        state = checkpoint.load(last)
+    if checkpoint_dir is not None and checkpoint.exists(checkpoint_dir, checkpoint.LAST):
+        state = checkpoint.load(checkpoint_dir, checkpoint.LAST)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         strategy.load_state_dict(state["strategy"])
@@ -349,13 +353,13 @@ def fit(
         result.best_epoch, best_score = int(state["best_epoch"]), float(state["best_score"])
         result.val = dict(state["best_val"])
         if result.best_epoch >= 0:
-            best_state = checkpoint.load(last.with_name(checkpoint.BEST))
+            best_state = checkpoint.load(checkpoint_dir, checkpoint.BEST)
         start_epoch = int(state["epoch"]) + 1
         for record, ts in zip(result.history, timestamps, strict=True):
             metrics = {k: v for k, v in record.items() if k != "epoch"}
             run.log_metrics(metrics, step=int(record["epoch"]), timestamp_ms=ts)
         run.set_tags({"mtlbench.resumed_from_epoch": start_epoch - 1})
-        reporter.info(f"{spec.label}: resuming after epoch {start_epoch - 1} from {last}")
+        reporter.info(f"{spec.label}: resuming after epoch {start_epoch - 1} from {checkpoint_dir}")
     epochs = cfg.train.epochs
     for epoch in range(start_epoch, epochs):
         stats = train_one_epoch(
@@ -367,6 +371,7 @@ def fit(
             reporter=reporter,
             description=f"{spec.label}  epoch {epoch + 1}/{epochs}",
         )
+        result.train_seconds += stats.seconds
         val_start = time.perf_counter()
         val = evaluate(model, eval_batches(data.val), amp_dtype=amp_dtype)
         # The last step's update can blow up the weights with every training loss still
@@ -397,9 +402,9 @@ def fit(
             result.val = dict(val)
             best_state = copy.deepcopy(model.state_dict())
             if checkpoint_dir is not None:
-                checkpoint.save_atomic(best_state, checkpoint_dir / checkpoint.BEST)
-        if last is not None:
-            checkpoint.save_atomic(
+                checkpoint.save(best_state, checkpoint_dir, checkpoint.BEST)
+        if checkpoint_dir is not None:
+            checkpoint.save(
                 {
                     "epoch": epoch,
                     "model": model.state_dict(),
@@ -412,7 +417,8 @@ def fit(
                     "best_score": best_score,
                     "best_val": result.val,
                 },
-                last,
+                checkpoint_dir,
+                checkpoint.LAST,
             )
         run.log_metrics(metrics, step=epoch, timestamp_ms=timestamps[-1])
         if on_epoch is not None:

@@ -362,7 +362,7 @@ class TrialRunner:
         ):
             if status != "RUNNING":
                 continue
-            if resumable is None and (ckpt_root / run.run_id / checkpoint.LAST).is_file():
+            if resumable is None and checkpoint.exists(ckpt_root / run.run_id, checkpoint.LAST):
                 resumable = run
                 continue
             run.set_tags(

@@ -51,3 +51,15 @@ def faces_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def session_cache(session_cache_dir: Path) -> Path:
     return session_cache_dir
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``gpu`` tests need CUDA: without it they are skipped, and the skip says why."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; none on this machine (marker: gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

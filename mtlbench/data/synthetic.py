@@ -20,7 +20,7 @@ from mtlbench.data.cache import build_once
 from mtlbench.progress import NullReporter, Reporter
 
 SYNTHETIC_VERSION = 1
-DEFAULT_N = 2000
+DEFAULT_N = 4000
 DEFAULT_SIZE = 64
 RACE_SHARES = (0.42, 0.19, 0.15, 0.17, 0.07)  # roughly the real set's imbalance
 AGE_SPAN = (1, 90)

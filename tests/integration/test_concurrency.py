@@ -43,7 +43,7 @@ def test_two_runs_share_cache_and_store(faces_dir: Path, tmp_path: Path):
                 str(tmp_path / strategy),
                 "--checkpoint-dir",
                 str(tmp_path / "ckpt"),
-            ],  # fmt: skip
+            ],
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -56,7 +56,7 @@ def _start_and_kill(work: Path, faces: Path, cache: Path, sig: int) -> subproces
     )
     deadline = time.monotonic() + 240
     # Wait for the first epoch checkpoint: the kill then lands somewhere mid-trial.
-    while not list((work / "ckpt").glob("*/last.pt")):
+    while not list((work / "ckpt").glob("*/last.json")):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
@@ -83,7 +83,7 @@ def test_kill_then_resume_matches_uninterrupted(
         assert "--resume" in killed.stderr
         assert trials[0].info.status == "KILLED"
         assert parents[0].info.status == "KILLED"
-    assert list((tmp_path / "ckpt").glob("*/last.pt")), "the last checkpoint is kept"
+    assert list((tmp_path / "ckpt").glob("*/last.json")), "the last checkpoint is kept"
 
     resumed = subprocess.run(
         _cmd(tmp_path, faces_dir, session_cache, "--resume"),
@@ -103,7 +103,7 @@ def test_kill_then_resume_matches_uninterrupted(
         got = _history(client, run.info.run_id, key)
         assert got == _history(ref_client, ref.info.run_id, key), key
         assert [s for s, _ in got] == list(range(int(EPOCHS))), "each epoch logged once"
-    assert not list((tmp_path / "ckpt").glob("*/last.pt")), "finished trials clean up"
+    assert not list((tmp_path / "ckpt").glob("*/last.json")), "finished trials clean up"
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ def test_a_run_writes_only_where_it_was_told(faces_dir, session_cache, tmp_path,
             f"sqlite:///{store / 'mlflow.db'}",
             "--output",
             str(tmp_path / "out"),
-        ],  # fmt: skip
+        ],
     )
     assert result.exit_code == 0, result.output
     assert list(elsewhere.iterdir()) == [], "nothing lands in the working directory"

@@ -68,16 +68,16 @@ def test_irregular_files_are_reported(tmp_path: Path) -> None:
 def test_default_dataset(session_cache_dir: Path) -> None:
     ds = load_dataset(None, 32, cache_dir=session_cache_dir)
     assert ds.synthetic and ds.source == "synthetic"
-    assert ds.images.shape == (2000, 32, 32, 3)
-    assert ds.summary().startswith("2,000 images, 4 skipped: see ")
+    assert ds.images.shape == (4000, 32, 32, 3)
+    assert ds.summary().startswith("4,000 images, 4 skipped: see ")
     same = load_dataset("synthetic", 32, cache_dir=session_cache_dir)
     assert same.content_sha256 == ds.content_sha256
     report = inspect_dataset(None, cache_dir=session_cache_dir)
-    assert report.n_images == 2000 and len(report.skipped) == 4
+    assert report.n_images == 4000 and len(report.skipped) == 4
     assert dict(report.race_counts)["White"] == int((ds.labels[:, 2] == 0).sum())
     text = report.to_text()
-    assert "2,000 images, 4 skipped" in text and "White" in text and "female" in text
-    assert report.to_dict()["gender"] == {"male": 1000, "female": 1000}
+    assert "4,000 images, 4 skipped" in text and "White" in text and "female" in text
+    assert report.to_dict()["gender"] == {"male": 2000, "female": 2000}
 
 
 def test_label_distribution() -> None:

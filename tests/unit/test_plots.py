@@ -121,3 +121,11 @@ def test_figures_survive_a_study_where_nothing_finished(tmp_path: Path):
     plots.pareto_figure(tidy, summary, empty, palette, tmp_path / "pareto.png")
     plots.lr_figure(tidy, summary, "test/score", palette, tmp_path / "lr.png")
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("dm.png", "pareto.png", "lr.png"))
+
+
+def test_nine_methods_get_nine_colours_none_of_them_grey():
+    names = ["sum", "dwa", "famo", "imtl", "mgda_ub", "pcgrad", "uncertainty", "db_mtl", "rlw"]
+    palette = plots.strategy_palette([*names, "static:1,2,0"])
+    colours = [palette[n] for n in names]
+    assert len(set(colours)) == 9
+    assert all(max(c) - min(c) > 0.05 for c in colours)  # no grey among the methods

@@ -49,8 +49,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny, tmp_path: Path, nam
     folder = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):
         fit(spec, cfg, data, CPU, on_epoch=_interrupt_after(1), checkpoint_dir=folder)
-    assert (folder / checkpoint.LAST).is_file()
-    assert checkpoint.load(folder / checkpoint.LAST)["epoch"] == 1
+    assert checkpoint.exists(folder, checkpoint.LAST)
+    assert checkpoint.load(folder, checkpoint.LAST)["epoch"] == 1
 
     run = NullRun()
     resumed = fit(spec, cfg, data, CPU, run=run, checkpoint_dir=folder)
@@ -82,22 +82,31 @@ def test_keep_checkpoints_keeps_the_last_and_best(tiny, tmp_path):
         train=TrainConfig(epochs=2, batch_size=32, keep_checkpoints=True),
     )
     fit(TrialSpec("sum", 1e-3, 0), keep, data, CPU, checkpoint_dir=tmp_path)
-    state = checkpoint.load(tmp_path / checkpoint.LAST)
+    state = checkpoint.load(tmp_path, checkpoint.LAST)
     assert state["epoch"] == 1 and len(state["history"]) == 2
-    assert (tmp_path / checkpoint.BEST).is_file()
+    assert checkpoint.exists(tmp_path, checkpoint.BEST)
 
 
-def test_checkpoints_are_atomic_and_weights_only(tmp_path):
-    path = tmp_path / "x.pt"
-    checkpoint.save_atomic({"a": torch.ones(2)}, path)
-    checkpoint.save_atomic({"a": torch.zeros(2)}, path)
-    assert torch.equal(checkpoint.load(path)["a"], torch.zeros(2))
-    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]  # no temporary files left
+def test_checkpoints_are_double_buffered_and_weights_only(tmp_path):
+    checkpoint.save({"a": torch.ones(2)}, tmp_path, checkpoint.LAST)
+    checkpoint.save({"a": torch.zeros(2)}, tmp_path, checkpoint.LAST)
+    assert torch.equal(checkpoint.load(tmp_path, checkpoint.LAST)["a"], torch.zeros(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last-a.pt", "last-b.pt", "last.json"]
+    # A save killed halfway leaves a torn spare file: the pointer still names the good one.
+    spare = tmp_path / "last-a.pt"
+    spare.write_bytes(spare.read_bytes()[:10])
+    assert torch.equal(checkpoint.load(tmp_path, checkpoint.LAST)["a"], torch.zeros(2))
+    # the next save overwrites the torn spare
+    checkpoint.save({"a": torch.full((2,), 7.0)}, tmp_path, checkpoint.LAST)
+    assert torch.equal(checkpoint.load(tmp_path, checkpoint.LAST)["a"], torch.full((2,), 7.0))
+    checkpoint.remove(tmp_path)
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
 
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
 
+    tmp_path.mkdir(exist_ok=True)
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
-        checkpoint.load(tmp_path / "evil.pt")
+    with pytest.raises(Exception, match=r"(?i)weights_only|unsupported|global"):
+        checkpoint.load_file(tmp_path / "evil.pt")

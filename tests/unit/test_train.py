@@ -107,3 +107,33 @@ def test_on_epoch_callback_sees_validation_and_can_stop_the_trial(tiny):
     assert seen[0][1] == result.history[0]["val/score"]
     assert result.status == "pruned" and "median pruner" in result.message
     assert result.test == {} and run.tags["mtlbench.status"] == "pruned"
+
+
+@pytest.mark.slow
+def test_compiled_backbone_trains_and_is_recorded(tiny):
+    from dataclasses import replace
+
+    from mtlbench.train import trial_params
+
+    cfg, data = tiny
+    compiled = replace(cfg, train=replace(cfg.train, compile=True, epochs=1))
+    plain = replace(cfg, train=replace(cfg.train, epochs=1))
+    a = fit(TrialSpec("sum", 1e-3, 0), compiled, data, torch.device("cpu"))
+    b = fit(TrialSpec("sum", 1e-3, 0), plain, data, torch.device("cpu"))
+    assert a.status == "finished"
+    assert a.test["age_mae"] == pytest.approx(b.test["age_mae"], rel=1e-3)
+    params = trial_params(TrialSpec("sum", 1e-3, 0), compiled, data, torch.device("cpu"))
+    assert params["compile"] == "True" and params["amp"] == "off"
+
+
+def test_bf16_autocast_path_runs_on_cpu_with_float32_metrics(tiny):
+    from dataclasses import replace
+
+    from mtlbench.train import trial_params
+
+    cfg, data = tiny
+    amp = replace(cfg, train=replace(cfg.train, amp="bf16", epochs=1))
+    result = fit(TrialSpec("mgda_ub", 1e-3, 0), amp, data, torch.device("cpu"))
+    assert result.status == "finished"
+    assert all(isinstance(v, float) and math.isfinite(v) for v in result.test.values())
+    assert trial_params(TrialSpec("sum", 1e-3, 0), amp, data, torch.device("cpu"))["amp"] == "bf16"
