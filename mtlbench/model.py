@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+import torchvision.models as tvm
 from torch import nn
 
 from mtlbench.config import BACKBONES, ModelConfig
@@ -67,8 +68,6 @@ def build_backbone(name: str, weights: str) -> tuple[nn.Module, int]:
         if weights == "imagenet":
             raise WeightsError("the 'tiny' backbone has no ImageNet weights; use --weights none")
         return TinyBackbone(), TinyBackbone.feature_dim
-    import torchvision.models as tvm
-
     tv_weights = None
     if weights == "imagenet":
         tv_weights = tvm.get_model_weights(name).DEFAULT
