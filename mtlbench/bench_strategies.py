@@ -24,6 +24,7 @@ pages). That profiled step is separate from the timed ones.
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -132,6 +133,11 @@ def _bound_step(v: _Variant, x: torch.Tensor, y: torch.Tensor) -> Callable[[], N
 def _peak_cpu_bytes(fn: Callable[[], None]) -> float:
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
+
+    # Kineto otherwise prints profiler_start/stop and a "gpuGetDeviceCount failed" ERROR line to
+    # stderr on every profile of a CPU-only machine: noise in the table, not a fault. Read when
+    # the profiler starts, so setting it here (if the user has not) is enough.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()

@@ -13,7 +13,9 @@ needs, the engine
 * ``SHARED_PARAMETERS``: computes the per-task gradients of every shared parameter and writes
   the strategy's combined gradient into ``.grad``. Strategies that weight from the Gramian
   (``weights_from_gramian``) get the T x T Gramian only, and the engine forms ``sum_t w_t g_t``
-  in place, without ever concatenating the ``[T, m]`` Jacobian; the others get the matrix.
+  in place, without ever concatenating the ``[T, m]`` Jacobian; strategies that keep
+  gradient-sized state (``gradients_per_parameter``: DB-MTL) get the gradients parameter by
+  parameter; the others get the matrix.
 
 Task heads of gradient methods receive the gradient of ``sum_t w_t L_t`` with the weights the
 strategy returns (LibMTL feeds them the unweighted sum instead).
@@ -69,6 +71,9 @@ class TaskGradients:
     """
 
     rows: tuple[tuple[torch.Tensor, ...], ...]
+    # The batched backward's ``[T, *input.shape]`` result when there is a single input: then
+    # :meth:`matrix` is a view of it instead of a copy (GradNorm's 2.4M-wide layer: 11 ms).
+    block: torch.Tensor | None = None
 
     def gramian(self) -> torch.Tensor:
         """``J J^T`` as float64 on the CPU: one float32 dot product per task pair and input
@@ -96,8 +101,17 @@ class TaskGradients:
             torch._foreach_add_(acc, [g.float() for g in self.rows[t]], alpha=w[t])
         return acc
 
+    def float_rows(self) -> tuple[tuple[torch.Tensor, ...], ...]:
+        """The rows as float32 (no copy when they already are)."""
+        return tuple(
+            tuple(g if g.dtype == torch.float32 else g.float() for g in r) for r in self.rows
+        )
+
     def matrix(self) -> torch.Tensor:
-        """The ``[T, m]`` float32 Jacobian (a copy: rows flattened and concatenated)."""
+        """The ``[T, m]`` float32 Jacobian (rows flattened and concatenated: a copy, except
+        for a single input's batched result, which is only reshaped)."""
+        if self.block is not None and self.block.dtype == torch.float32:
+            return self.block.reshape(len(self.rows), -1)
         return torch.stack([torch.cat([g.reshape(-1).float() for g in row]) for row in self.rows])
 
 
@@ -142,19 +156,20 @@ def task_gradients(
             g if g is not None else torch.zeros(n, *x.shape, device=x.device, dtype=x.dtype)
             for g, x in zip(grads, inputs, strict=True)
         ]
-        return TaskGradients(tuple(tuple(b[t] for b in blocks) for t in range(n)))
-    rows = []
+        rows = tuple(tuple(b[t] for b in blocks) for t in range(n))
+        return TaskGradients(rows, blocks[0] if len(blocks) == 1 else None)
+    seq_rows = []
     for t in range(n):
         row = torch.autograd.grad(
             losses[t], inputs, retain_graph=retain_graph or t < n - 1, allow_unused=True
         )
-        rows.append(
+        seq_rows.append(
             tuple(
                 g if g is not None else torch.zeros_like(x)
                 for g, x in zip(row, inputs, strict=True)
             )
         )
-    return TaskGradients(tuple(rows))
+    return TaskGradients(tuple(seq_rows))
 
 
 def task_jacobian(
@@ -256,6 +271,10 @@ def backward(
             # Gramian strategies never see the [T, m] matrix: no concatenation copy.
             weights = strategy.gramian_weights(per_task.gramian(), losses.detach())
             shared_grads = per_task.combine(weights)
+        elif strategy.gradients_per_parameter:
+            shared_grads, weights = strategy.combine_parameter_gradients(
+                per_task.float_rows(), losses.detach()
+            )
         else:
             jac = per_task.matrix()
             grad_combo = strategy.combine_gradients(jac, losses.detach())

@@ -12,7 +12,8 @@ Defaults ``beta = 0.9``, ``sigma = 0`` (the authors' LibMTL implementation), ``e
 The gradient balancing needs every task's gradient of the shared parameters, so DB-MTL is a
 ``SHARED_PARAMETERS`` method (a loss-only variant would be just the log transform). Task heads
 get ``grad log L_t``: the reported weight of task t is ``1 / (L_t + eps)``. The moving averages
-(T x m floats, allocated on the first step) travel in ``state_dict`` as extra state.
+(one ``[T, m]`` float32 buffer, allocated on the first step and updated in place through
+per-parameter views) travel in ``state_dict`` as extra state.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 
 from mtlbench.tasks import Task
-from mtlbench.weighting.base import GradientCombination, GradientNeed, HyperParam, Strategy
+from mtlbench.weighting.base import GradientNeed, HyperParam, Strategy
 from mtlbench.weighting.registry import register
 
 _EPS = 1e-8
@@ -33,6 +34,7 @@ _EPS = 1e-8
 class DBMTL(Strategy):
     name = "db_mtl"
     needs = GradientNeed.SHARED_PARAMETERS
+    gradients_per_parameter = True
     paper = "Lin et al., Dual-Balancing for Multi-Task Learning, 2023"
     summary = "log losses + task gradients (EMA) rescaled to the largest norm"
     hparams = (
@@ -45,26 +47,39 @@ class DBMTL(Strategy):
         self.ema: torch.Tensor | None = None
         self.steps = 0
 
-    def combine_gradients(
-        self,
-        jacobian: torch.Tensor,
-        losses: torch.Tensor,
-        *,
-        features: torch.Tensor | None = None,
-    ) -> GradientCombination:
-        inv = 1.0 / (losses.detach().float().to(jacobian.device) + _EPS)
+    def combine_parameter_gradients(
+        self, rows: Sequence[Sequence[torch.Tensor]], losses: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        inv = (1.0 / (losses.detach().double().cpu() + _EPS)).tolist()
         self.steps += 1
         beta = float(self.config["beta"]) / self.steps ** float(self.config["sigma"])  # type: ignore[arg-type]
-        if self.ema is None or self.ema.shape != jacobian.shape:
-            self.ema = torch.zeros_like(jacobian)
-        elif self.ema.device != jacobian.device:  # restored from a checkpoint on another device
-            self.ema = self.ema.to(jacobian.device)
-        # ghat <- beta ghat + (1 - beta) grad L / L, in place: no T x m temporary
-        self.ema.mul_(beta).addcmul_(jacobian, ((1.0 - beta) * inv)[:, None])
+        sizes = [g.numel() for g in rows[0]]
+        device = rows[0][0].device
+        shape = (self.n_tasks, sum(sizes))
+        if self.ema is None or tuple(self.ema.shape) != shape:
+            self.ema = torch.zeros(shape, device=device)
+        elif self.ema.device != device:  # restored from a checkpoint on another device
+            self.ema = self.ema.to(device)
+        # One contiguous [T, m] buffer (what the checkpoint holds), updated through per-parameter
+        # views with foreach kernels: no [T, m] temporary, no concatenation of the gradients.
+        views = [
+            [v.view_as(g) for v, g in zip(self.ema[t].split(sizes), rows[t], strict=True)]
+            for t in range(self.n_tasks)
+        ]
+        grads = [g for row in rows for g in row]
+        torch._foreach_mul_(grads, [inv[t] for t in range(self.n_tasks) for _ in sizes])
+        # ghat <- beta ghat + (1 - beta) grad L / L
+        torch._foreach_lerp_([v for row in views for v in row], grads, 1.0 - beta)
         norms = torch.linalg.vector_norm(self.ema, dim=1)
-        scale = norms.max() / (norms + _EPS)
-        direction = scale @ self.ema
-        return GradientCombination(direction, inv.detach())
+        scale = (norms.max() / (norms + _EPS)).tolist()
+        # Task 0's gradient tensors are spent (already in the average): the update is written
+        # into them, since fresh 40 MB buffers cost page faults on every step on the CPU.
+        direction = list(rows[0])
+        for out, view in zip(direction, views[0], strict=True):
+            torch.mul(view, scale[0], out=out)
+        for t in range(1, self.n_tasks):
+            torch._foreach_add_(direction, views[t], alpha=scale[t])
+        return direction, torch.tensor(inv, dtype=torch.float32, device=device)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"ema": self.ema, "steps": self.steps}

@@ -71,7 +71,9 @@ class GradNorm(Strategy):
             self.initial_losses.copy_(current)
             self.has_initial.fill_(True)
         w = self.loss_weights
-        norms = jacobian.detach().double().norm(dim=1).float()
+        # float32 is enough: torch's reductions sum pairwise; a float64 copy of the [T, 2.4M]
+        # matrix cost 10 ms a step on ResNet18.
+        norms = torch.linalg.vector_norm(jacobian.detach().float(), dim=1)
         g = w * norms
         g_bar = g.mean().detach()
         ratio = current / self.initial_losses.clamp_min(1e-12)

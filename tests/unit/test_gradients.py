@@ -177,3 +177,28 @@ def test_gramian_and_combination_of_channels_last_gradients():
     w = torch.tensor([0.5, -1.0, 2.0])
     combined = per_task.combine(w)  # consumes task 0's tensors (in place)
     assert torch.allclose(combined[0], 0.5 * grads[0] - grads[1] + 2 * grads[2], atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", gradients.JACOBIAN_MODES)
+def test_per_parameter_path_equals_the_matrix_formula(mode):
+    """DB-MTL gets its gradients parameter by parameter from the engine; over two steps (the
+    moving average carries over) the shared update must equal the [T, m] formula."""
+    model = _model()
+    shared = model.shared_parameters()
+    engine = weighting.create("db_mtl", TASKS)
+    reference = weighting.create("db_mtl", TASKS)
+    assert engine.gradients_per_parameter
+    for step in range(2):
+        x, y = _batch()
+        x = x * (1 + step)  # a different batch: the moving average must matter
+        model.zero_grad(set_to_none=True)
+        out, losses = _losses(model, x, y)
+        jac = task_jacobian(losses, shared, mode=mode)
+        want = reference.combine_gradients(jac, losses.detach())
+        got = gradients.backward(
+            engine, losses, out.features, shared, model.head_parameters(), mode=mode
+        )
+        flat = torch.cat([p.grad.reshape(-1) for p in shared])
+        assert torch.allclose(flat, want.gradient, rtol=1e-5, atol=1e-7), step
+        assert torch.allclose(got.weights, want.weights)
+    assert torch.allclose(engine.ema, reference.ema, rtol=1e-5, atol=1e-8)
