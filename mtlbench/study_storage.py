@@ -203,11 +203,90 @@ def count(study: optuna.Study) -> Counts:
     )
 
 
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Fail RUNNING trials whose heartbeat stopped (their worker died) and re-queue them."""
+def fail_stale_trials(study: optuna.Study, silent: SilentTrials | None = None) -> None:
+    """Fail RUNNING trials whose heartbeat stopped (their worker died) and re-queue them;
+    with ``silent``, also those that never sent one (see :class:`SilentTrials`)."""
     import optuna
     from optuna.exceptions import ExperimentalWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    if silent is not None:
+        silent.fail_dead(study)
+
+
+class SilentTrials:
+    """RUNNING trials that never recorded a heartbeat, failed and re-queued once they stay silent
+    for the grace period.
+
+    Optuna judges staleness by the last heartbeat only, and skips trials that have none: a worker
+    killed between ``ask`` and its first heartbeat (milliseconds apart) leaves a RUNNING trial no
+    one would ever fail, and a study waiting for it would wait forever. Time is measured on this
+    process's monotonic clock from the first sighting, never by comparing timestamps written by
+    other machines, whose clocks and time zones may differ. A live worker records its first
+    heartbeat right after ``ask``, so it is never silent for a grace period.
+    """
+
+    def __init__(self) -> None:
+        self._first_seen: dict[int, float] = {}
+
+    def fail_dead(self, study: optuna.Study) -> list[int]:
+        """Fail (and re-queue through the storage's retry callback) every trial silent since
+        a sighting at least one grace period ago; returns their trial ids."""
+        import copy
+        import time
+
+        import optuna
+        from optuna.storages import RDBStorage
+        from optuna.trial import TrialState
+
+        storage = study._storage  # Optuna wraps the RDBStorage in a caching layer: write
+        backend = getattr(storage, "_backend", storage)  # through it, query the database
+        if not isinstance(backend, RDBStorage) or backend.heartbeat_interval is None:
+            return []
+        grace = float(backend.grace_period or 2 * backend.heartbeat_interval)
+        now = time.monotonic()
+        silent = set(_trials_without_heartbeat(backend, study._study_id))
+        self._first_seen = {t: self._first_seen.get(t, now) for t in silent}
+        dead = [t for t, seen in self._first_seen.items() if now - seen >= grace]
+        failed = []
+        for trial_id in dead:
+            del self._first_seen[trial_id]
+            try:
+                if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                    failed.append(trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # finished or failed by another process meanwhile
+        # Optuna 4.9 renamed the getter with the callback (see _retry_kwargs).
+        getter = getattr(backend, "get_heartbeat_stale_trial_callback", None)
+        retry = getter() if getter is not None else backend.get_failed_trial_callback()
+        if retry is not None:
+            for trial_id in failed:
+                retry(study, copy.deepcopy(storage.get_trial(trial_id)))
+        return failed
+
+
+def _trials_without_heartbeat(storage: RDBStorage, study_id: int) -> list[int]:
+    """Ids of the study's RUNNING trials that have no heartbeat row. Optuna has no public call
+    for this; its heartbeat table is read the way its own ``_get_stale_trial_ids`` reads it."""
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    session = storage.scoped_session()
+    try:
+        rows = (
+            session.query(models.TrialModel.trial_id)
+            .outerjoin(
+                models.TrialHeartbeatModel,
+                models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id,
+            )
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .filter(models.TrialHeartbeatModel.trial_heartbeat_id.is_(None))
+            .all()
+        )
+        session.commit()
+    finally:
+        session.close()
+    return [int(r[0]) for r in rows]

@@ -34,7 +34,7 @@ from mtlbench.config import RunConfig, config_from_dict
 from mtlbench.errors import UserError
 from mtlbench.progress import NullReporter, Reporter
 from mtlbench.study_space import Objective, suggest, with_params
-from mtlbench.study_storage import count, fail_stale_trials
+from mtlbench.study_storage import SilentTrials, count, fail_stale_trials
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -193,6 +193,7 @@ class TrialRunner:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         heartbeat = ctx.cfg.search.heartbeat_s
         self.poll_s = float(min(heartbeat, 5))
+        self.silent = SilentTrials()
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -205,7 +206,7 @@ class TrialRunner:
         with self.reporter.progress(f"study {self.ctx.name}", total=target(self.study)) as bar:
             bar.advance(shown)
             while True:
-                fail_stale_trials(self.study)
+                fail_stale_trials(self.study, self.silent)
                 n, c = target(self.study), count(self.study)
                 bar.advance(max(0, c.finished - shown))
                 shown = max(shown, c.finished)

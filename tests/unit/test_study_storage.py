@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import optuna
 import pytest
 
 from mtlbench.study_storage import (
+    SilentTrials,
     StorageError,
     count,
     default_storage,
+    fail_stale_trials,
     load_study,
     open_storage,
     redact,
@@ -96,3 +100,37 @@ def test_two_creators_of_one_fresh_sqlite_file_do_not_crash(tmp_path):
         for t in threads:
             t.join()
         assert not errors, errors
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_trial_that_never_sent_a_heartbeat_is_failed_and_requeued(tmp_path):
+    """A worker killed between Optuna's ask and its first heartbeat: Optuna's own stale check
+    never fails that trial; SilentTrials does, one grace period (2 s here) after first seeing it,
+    and the retry callback puts a WAITING copy back. A trial with a heartbeat is left alone."""
+    from optuna.trial import TrialState
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    storage = open_storage(url, heartbeat_s=1, max_retry=3, create=True)
+    study = optuna.create_study(study_name="s", storage=storage)
+    orphan = study.ask()  # RUNNING, no heartbeat: its worker "died" right after ask
+    alive = study.ask()
+    storage.record_heartbeat(alive._trial_id)
+    watch = SilentTrials()
+
+    fail_stale_trials(study, watch)  # first sighting: not yet
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING] * 2
+    optuna.storages.fail_stale_trials(study)  # Optuna alone never fails it
+    storage.record_heartbeat(alive._trial_id)
+    assert study.get_trials()[orphan.number].state == TrialState.RUNNING
+
+    time.sleep(2.2)
+    storage.record_heartbeat(alive._trial_id)  # the live worker keeps beating
+    fail_stale_trials(study, watch)
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    retry = study.get_trials()[2]
+    assert retry.system_attrs["failed_trial"] == orphan.number
+    assert count(study).waiting == 1 and count(study).running == 1
+    fail_stale_trials(study, watch)  # failed once, never twice
+    assert [t.state for t in study.get_trials()] == states
