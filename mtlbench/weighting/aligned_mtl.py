@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torchjd.aggregation import AlignedMTLWeighting
 
 from mtlbench.tasks import Task
 from mtlbench.weighting.base import GradientNeed, Strategy
@@ -37,6 +36,8 @@ class AlignedMTL(Strategy):
 
     def __init__(self, tasks: Sequence[Task], *, seed: int = 0, **hparams: Any) -> None:
         super().__init__(tasks, seed=seed, **hparams)
+        from torchjd.aggregation import AlignedMTLWeighting  # lazy: 0.65 s, paid only when used
+
         ones = torch.ones(self.n_tasks, dtype=torch.float64)
         self.solver = AlignedMTLWeighting(pref_vector=ones, scale_mode="min")
 

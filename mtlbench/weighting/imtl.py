@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchjd.aggregation import IMTLGWeighting
 
 from mtlbench.tasks import Task
 from mtlbench.weighting._linalg import gramian
@@ -56,6 +55,8 @@ class IMTL(Strategy):
         super().__init__(tasks, seed=seed, **hparams)
         self.hybrid = self.config["variant"] == "hybrid"
         self.log_scales = nn.Parameter(torch.zeros(self.n_tasks), requires_grad=self.hybrid)
+        from torchjd.aggregation import IMTLGWeighting  # lazy: 0.65 s, paid only when used
+
         self.solver = IMTLGWeighting()
 
     def combine_gradients(

@@ -16,13 +16,12 @@ exactly in float64 by face enumeration (:func:`mtlbench.weighting._linalg.dual_c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torchjd.aggregation import UPGradWeighting
-from torchjd.linalg import DualConeProjector
 
 from mtlbench.tasks import Task
 from mtlbench.weighting._linalg import dual_cone_weights
@@ -30,14 +29,22 @@ from mtlbench.weighting.base import GradientNeed, Strategy
 from mtlbench.weighting.registry import register
 
 
-class ExactDualConeProjector(DualConeProjector):
-    """torchjd's projector interface, solved exactly in float64 (see module docstring)."""
+@functools.cache
+def _exact_projector_class() -> type:
+    """torchjd's projector interface, solved exactly in float64 (see module docstring).
 
-    def __call__(self, U: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-        gram = G.detach().double().cpu().numpy()
-        rows = U.detach().double().cpu().numpy().reshape(-1, gram.shape[0])
-        out = np.stack([dual_cone_weights(gram, u) for u in rows]).reshape(U.shape)
-        return torch.as_tensor(out, dtype=G.dtype, device=G.device)
+    Built on first use: importing torchjd (it imports cvxpy) takes 0.65 s, which every process
+    would pay when the registry loads, used or not."""
+    from torchjd.linalg import DualConeProjector
+
+    class ExactDualConeProjector(DualConeProjector):
+        def __call__(self, U: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+            gram = G.detach().double().cpu().numpy()
+            rows = U.detach().double().cpu().numpy().reshape(-1, gram.shape[0])
+            out = np.stack([dual_cone_weights(gram, u) for u in rows]).reshape(U.shape)
+            return torch.as_tensor(out, dtype=G.dtype, device=G.device)
+
+    return ExactDualConeProjector
 
 
 @register
@@ -50,7 +57,9 @@ class UPGrad(Strategy):
 
     def __init__(self, tasks: Sequence[Task], *, seed: int = 0, **hparams: Any) -> None:
         super().__init__(tasks, seed=seed, **hparams)
-        self.solver = UPGradWeighting(projector=ExactDualConeProjector())
+        from torchjd.aggregation import UPGradWeighting  # lazy: see _exact_projector_class
+
+        self.solver = UPGradWeighting(projector=_exact_projector_class()())
 
     def gramian_weights(self, gram: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
         return self.solver(gram).float()

@@ -129,3 +129,19 @@ def test_trained_tasks_follow_the_weights():
     assert expand_spec("stl") == ["stl:age", "stl:gender", "stl:race"]
     assert expand_spec("stl:age") == ["stl:age"]
     assert expand_spec("dwa") == ["dwa"]
+
+
+def test_the_registry_loads_without_torchjd_or_cvxpy():
+    """torchjd (and the cvxpy it imports) took 0.65 s of every process start; the strategies that
+    wrap it import it when they are built, so loading the registry must not."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mtlbench.weighting as w; assert len(w.available()) > 20; "
+        "print(sorted(m for m in ('torchjd', 'cvxpy') if m in sys.modules)); "
+        "w.create('upgrad', __import__('mtlbench.tasks').tasks.TASKS); "
+        "print('torchjd' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
