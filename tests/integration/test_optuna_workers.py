@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -149,3 +150,68 @@ def test_a_killed_workers_trial_is_retried(faces_dir, session_cache, tmp_path):
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val/score"))
     assert steps == [0, 1, 2, 3], "every epoch logged exactly once across the two workers"
     assert run.data.metrics["best_epoch"] >= 0
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # the bare ask() below
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(
+    faces_dir, session_cache, tmp_path
+):
+    """A worker killed between Optuna's ask and its first heartbeat leaves a RUNNING trial that
+    Optuna's own stale check never fails. The next run must fail it after one grace period,
+    re-queue it, and finish the study, instead of waiting for it forever."""
+    import threading
+
+    import torch
+
+    from mtlbench.config import (
+        DataConfig,
+        ModelConfig,
+        RunConfig,
+        SearchConfig,
+        TrackingConfig,
+        TrainConfig,
+    )
+    from mtlbench.prepare import prepare_data
+    from mtlbench.progress import NullReporter
+    from mtlbench.study import open_study, run_optuna
+    from mtlbench.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = RunConfig(
+        data=DataConfig(source=str(faces_dir), cache_dir=str(session_cache)),
+        model=ModelConfig(backbone="tiny"),
+        train=TrainConfig(epochs=1, batch_size=32),
+        search=SearchConfig(
+            search="optuna",
+            strategies=("sum",),
+            n_trials=1,
+            study_name="orphan",
+            heartbeat_s=1,
+            pruner="none",
+        ),
+        tracking=TrackingConfig(experiment="opt", tracking_uri=uri),
+        output=str(tmp_path / "out"),
+    )
+    data = prepare_data(cfg.data, torch.device("cpu"))
+    opened = open_study(cfg, data, Tracker(uri, "opt"), NullReporter())
+    opened.study.ask()  # the "dead" worker: RUNNING, no heartbeat ever recorded
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_optuna(cfg)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the study waited forever for a trial without a heartbeat"
+    assert not errors, errors
+    study = optuna.load_study(study_name="orphan", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert study.trials[1].system_attrs["failed_trial"] == 0
+    _, parents, children = mlflow_runs(tmp_path, "opt", "orphan")
+    assert len(parents) == 1
+    assert [c.info.status for c in children] == ["FINISHED"]
