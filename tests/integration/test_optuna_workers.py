@@ -76,7 +76,9 @@ def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_killed_workers_trial_is_retried(faces_dir, session_cache, tmp_path):
+def _open_heartbeat_study(faces: Path, cache: Path, work: Path, name: str, epochs: int):
+    """A one-trial study of ``sum`` on the tiny backbone with 1 s heartbeats, opened the way the
+    coordinator opens it (storage, study, MLflow parent; no trial yet). Returns (cfg, study)."""
     import torch
 
     from mtlbench.config import (
@@ -89,46 +91,52 @@ def test_a_killed_workers_trial_is_retried(faces_dir, session_cache, tmp_path):
     )
     from mtlbench.prepare import prepare_data
     from mtlbench.progress import NullReporter
-    from mtlbench.study import open_study, run_optuna
+    from mtlbench.study import open_study
     from mtlbench.tracking import Tracker
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    uri = f"sqlite:///{work / 'mlflow.db'}"
     cfg = RunConfig(
-        data=DataConfig(source=str(faces_dir), cache_dir=str(session_cache)),
+        data=DataConfig(source=str(faces), cache_dir=str(cache)),
         model=ModelConfig(backbone="tiny"),
-        train=TrainConfig(epochs=4, batch_size=32),
+        train=TrainConfig(epochs=epochs, batch_size=32),
         search=SearchConfig(
             search="optuna",
             strategies=("sum",),
             n_trials=1,
-            study_name="kill",
+            study_name=name,
             heartbeat_s=1,
             pruner="none",
         ),
         tracking=TrackingConfig(experiment="opt", tracking_uri=uri),
-        output=str(tmp_path / "out"),
+        output=str(work / "out"),
     )
-    # The coordinator's first half: storage, study and MLflow parent, no trial yet.
     data = prepare_data(cfg.data, torch.device("cpu"))
-    opened = open_study(cfg, data, Tracker(uri, "opt"), NullReporter())
+    return cfg, open_study(cfg, data, Tracker(uri, "opt"), NullReporter()).study
+
+
+def test_a_killed_workers_trial_is_retried(faces_dir, session_cache, tmp_path):
+    from mtlbench.study import run_optuna
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    cfg, opened_study = _open_heartbeat_study(faces_dir, session_cache, tmp_path, "kill", 4)
     cmd = [sys.executable, "-m", "mtlbench", "worker", "--study-name", "kill"]
     cmd += ["--storage", storage, "--worker-index", "1", "--threads", "1", "--quiet"]
     worker = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     try:
 
         def first_epoch_reported():
-            trials = opened.study.get_trials(deepcopy=False)
+            trials = opened_study.get_trials(deepcopy=False)
             return trials and trials[0].intermediate_values
 
         _wait_for(first_epoch_reported, 180, "the worker's first epoch", worker)
         os.kill(worker.pid, signal.SIGSTOP)  # freeze it at once, then check it is mid-trial
-        assert opened.study.get_trials()[0].state == TrialState.RUNNING
+        assert opened_study.get_trials()[0].state == TrialState.RUNNING
         os.kill(worker.pid, signal.SIGKILL)
     finally:
         worker.kill()
         worker.wait()
-    dead = opened.study.get_trials()[0]
+    dead = opened_study.get_trials()[0]
 
     # The next run of the same study waits for the heartbeat to go stale, then retries.
     run_optuna(cfg)
@@ -161,40 +169,10 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(
     re-queue it, and finish the study, instead of waiting for it forever."""
     import threading
 
-    import torch
+    from mtlbench.study import run_optuna
 
-    from mtlbench.config import (
-        DataConfig,
-        ModelConfig,
-        RunConfig,
-        SearchConfig,
-        TrackingConfig,
-        TrainConfig,
-    )
-    from mtlbench.prepare import prepare_data
-    from mtlbench.progress import NullReporter
-    from mtlbench.study import open_study, run_optuna
-    from mtlbench.tracking import Tracker
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = RunConfig(
-        data=DataConfig(source=str(faces_dir), cache_dir=str(session_cache)),
-        model=ModelConfig(backbone="tiny"),
-        train=TrainConfig(epochs=1, batch_size=32),
-        search=SearchConfig(
-            search="optuna",
-            strategies=("sum",),
-            n_trials=1,
-            study_name="orphan",
-            heartbeat_s=1,
-            pruner="none",
-        ),
-        tracking=TrackingConfig(experiment="opt", tracking_uri=uri),
-        output=str(tmp_path / "out"),
-    )
-    data = prepare_data(cfg.data, torch.device("cpu"))
-    opened = open_study(cfg, data, Tracker(uri, "opt"), NullReporter())
-    opened.study.ask()  # the "dead" worker: RUNNING, no heartbeat ever recorded
+    cfg, opened_study = _open_heartbeat_study(faces_dir, session_cache, tmp_path, "orphan", 1)
+    opened_study.ask()  # the "dead" worker: RUNNING, no heartbeat ever recorded
 
     errors: list[BaseException] = []
 
