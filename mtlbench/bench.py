@@ -41,6 +41,7 @@ class ThroughputRow:
 
 
 Step = Callable[[], None]
+BatchStep = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 def _time_steps(step: Step, steps: int, warmup: int, sync: bool) -> float:
@@ -56,13 +57,16 @@ def _time_steps(step: Step, steps: int, warmup: int, sync: bool) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def _tutorial_step(backbone: str, x: torch.Tensor, y: torch.Tensor) -> Step:
-    """The article's step: three backbone passes, sigmoid + BCELoss, SGD(1e-4, momentum 0.09)."""
-    model = TutorialHydraNet(backbone).to(x.device)
+def tutorial_trainer(
+    backbone: str, device: torch.device
+) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """The article's training step as a function of one batch: three backbone passes,
+    sigmoid + BCELoss, SGD(1e-4, momentum 0.09). ``y`` is ``[B, 3]`` (age, gender, race)."""
+    model = TutorialHydraNet(backbone).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.09)
     l1, bce, ce = nn.L1Loss(), nn.BCELoss(), nn.CrossEntropyLoss()
 
-    def step() -> None:
+    def train_on(x: torch.Tensor, y: torch.Tensor) -> None:
         opt.zero_grad()
         age, gender, race = model(x)
         loss = (
@@ -73,7 +77,13 @@ def _tutorial_step(backbone: str, x: torch.Tensor, y: torch.Tensor) -> Step:
         loss.backward()
         opt.step()
 
-    return step
+    return train_on
+
+
+def _tutorial_step(backbone: str, x: torch.Tensor, y: torch.Tensor) -> Step:
+    """The article's step on one fixed batch."""
+    train_on = tutorial_trainer(backbone, x.device)
+    return lambda: train_on(x, y)
 
 
 def _mtlbench_step(backbone: str, x: torch.Tensor, y: torch.Tensor, channels_last: bool) -> Step:

@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mtlbench import weighting
-from mtlbench.bench import TutorialHydraNet, model_throughput
+from mtlbench.bench import model_throughput, tutorial_trainer
 from mtlbench.config import ModelConfig, TrainConfig
 from mtlbench.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset, subsample
 from mtlbench.data.batches import BatchIterator, to_tensors
@@ -185,21 +184,10 @@ def pipeline_benchmark(
         step = (rows[0].img_s, rows[1].img_s)
 
         # --- whole epoch --------------------------------------------------------------------
-        tut = TutorialHydraNet(backbone).to(device)
-        opt = torch.optim.SGD(tut.parameters(), lr=1e-4, momentum=0.09)
-        l1, bce, ce = nn.L1Loss(), nn.BCELoss(), nn.CrossEntropyLoss()
+        tutorial_step = tutorial_trainer(backbone, device)
         start, n = time.perf_counter(), 0
         for x, y in loader:
-            x, y = x.to(device), _labels(y).to(device)
-            opt.zero_grad()
-            age, gender, race = tut(x)
-            loss = (
-                l1(age.squeeze(1), y[:, 0].float())
-                + bce(torch.sigmoid(gender.squeeze(1)), y[:, 1].float())
-                + ce(race, y[:, 2])
-            )
-            loss.backward()
-            opt.step()
+            tutorial_step(x.to(device), _labels(y).to(device))
             n += x.shape[0]
         if device.type == "cuda":
             torch.cuda.synchronize()

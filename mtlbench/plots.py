@@ -117,6 +117,22 @@ def _legend(fig: Figure, axes: Sequence[Axes]) -> None:
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
+def _finish(fig: Figure, axes: Sequence[Axes], title: str, path: Path) -> Path:
+    """One legend for all panels, the figure title, layout, and the PNG."""
+    _legend(fig, axes)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _epoch_axis(ax: Axes, title: str, ylabel: str) -> None:
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    # The default locator is an AutoLocator, a MaxNLocator: it takes ``integer``.
+    ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]
+
+
 def _histories_at_chosen_lr(histories: pd.DataFrame, tidy: pd.DataFrame) -> pd.DataFrame:
     keep = report.chosen_trials(tidy)[["run_id", "strategy", "seed", "tasks"]]
     return histories.merge(keep, on="run_id")
@@ -148,14 +164,10 @@ def curves_figure(
             _line_with_band(
                 ax, band, "step", SINGLE_COLOUR, "single-task (stl)", _scale(key), ls="--"
             )
-        ax.set_title(f"validation {task.name}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(_label(key))
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    _legend(fig, axes)
-    fig.suptitle("Validation curves at each strategy's chosen lr (band: 95% CI over seeds)")
-    fig.tight_layout()
-    return _save(fig, path)
+        _epoch_axis(ax, f"validation {task.name}", _label(key))
+    return _finish(
+        fig, axes, "Validation curves at each strategy's chosen lr (band: 95% CI over seeds)", path
+    )
 
 
 def weights_figure(
@@ -177,14 +189,13 @@ def weights_figure(
                 _line_with_band(
                     ax, _band(mine, "step", "value"), "step", palette[strategy], strategy, 1.0
                 )
-        ax.set_title(f"weight on {task.name}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("applied weight (epoch mean)")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    _legend(fig, axes)
-    fig.suptitle("Task weights over training at each method's chosen lr (band: 95% CI over seeds)")
-    fig.tight_layout()
-    return _save(fig, path)
+        _epoch_axis(ax, f"weight on {task.name}", "applied weight (epoch mean)")
+    return _finish(
+        fig,
+        axes,
+        "Task weights over training at each method's chosen lr (band: 95% CI over seeds)",
+        path,
+    )
 
 
 def lr_figure(
@@ -253,12 +264,12 @@ def lr_figure(
         ax.set_xlabel("learning rate")
         ax.set_ylabel(_label(col))
         ax.set_title(f"test {_label(col).rsplit(' ', 1)[0]}")
-    _legend(fig, axes)
-    fig.suptitle(
-        "Learning-rate sensitivity (test; mean, 95% CI over seeds; ring: lr chosen on validation)"
+    return _finish(
+        fig,
+        axes,
+        "Learning-rate sensitivity (test; mean, 95% CI over seeds; ring: lr chosen on validation)",
+        path,
     )
-    fig.tight_layout()
-    return _save(fig, path)
 
 
 def _sweep_points(tidy: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
@@ -409,13 +420,13 @@ def pareto_figure(
         ax.set_ylabel(_label(y))
         side = "right" if _higher(x) else "left"
         ax.set_title(f"{_short(x)} vs {_short(y)} (better: up, {side})")
-    _legend(fig, axes)
-    fig.suptitle(
+    return _finish(
+        fig,
+        axes,
         "Test metrics, pairwise: methods (95% CI) against the fixed-weight front "
-        "(arrows: sweep points outside the frame)"
+        "(arrows: sweep points outside the frame)",
+        path,
     )
-    fig.tight_layout()
-    return _save(fig, path)
 
 
 def _short(col: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mtlbench.errors import UserError
+from mtlbench.locks import file_lock, sidecar
 
 if TYPE_CHECKING:
     import optuna
@@ -132,18 +133,8 @@ def _creation_lock(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: rely on creating the study before starting workers
+    with file_lock(sidecar(path)):
         yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,7 +8,6 @@ reports and plots consume only those.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -16,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mtlbench.locks import file_lock, sidecar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,13 +117,8 @@ def _store_lock(uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(sidecar(db)):
+        yield
 
 
 class Tracker:

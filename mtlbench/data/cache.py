@@ -8,7 +8,6 @@ entry first, ours is discarded and theirs is used.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
@@ -16,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
+
+from mtlbench.locks import file_lock
 
 T = TypeVar("T")
 
@@ -26,13 +27,9 @@ def temp_prefix(key: str) -> str:
 
 @contextmanager
 def exclusive(cache_dir: Path, key: str) -> Iterator[None]:
-    """Hold an exclusive lock for ``key``; lock files stay (deleting them would race)."""
-    with open(cache_dir / f"{key}.lock", "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    """Hold an exclusive lock for ``key``."""
+    with file_lock(cache_dir / f"{key}.lock"):
+        yield
 
 
 def _discard(path: Path, cache_dir: Path, key: str) -> None:
