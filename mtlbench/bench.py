@@ -16,7 +16,7 @@ from torch import nn
 
 from mtlbench.config import ModelConfig, TrainConfig
 from mtlbench.model import build_backbone, build_model
-from mtlbench.tasks import TASKS
+from mtlbench.tasks import TASKS, random_batch, task_losses
 from mtlbench.train import make_optimizer
 
 
@@ -96,7 +96,7 @@ def _mtlbench_step(backbone: str, x: torch.Tensor, y: torch.Tensor, channels_las
     def step() -> None:
         opt.zero_grad()
         out = model(xb)
-        loss = torch.stack([t.loss(o, y) for t, o in zip(TASKS, out.outputs, strict=True)]).sum()
+        loss = task_losses(out.outputs, y).sum()
         loss.backward()
         opt.step()
 
@@ -114,16 +114,8 @@ def model_throughput(
 ) -> list[ThroughputRow]:
     """Training-step throughput (forward, backward, optimiser) on one fixed random batch."""
     device = device or torch.device("cpu")
-    torch.manual_seed(0)
-    x = torch.randn(batch_size, 3, image_size, image_size, device=device)
-    y = torch.stack(
-        [
-            torch.randint(1, 90, (batch_size,)),
-            torch.randint(0, 2, (batch_size,)),
-            torch.randint(0, 5, (batch_size,)),
-        ],
-        dim=1,
-    ).to(device)
+    torch.manual_seed(0)  # model initialisation
+    x, y = (t.to(device) for t in random_batch(batch_size, image_size))
     sync = device.type == "cuda"
     variants: list[tuple[str, Step]] = [
         ("tutorial: 3 backbone passes", _tutorial_step(backbone, x, y)),

@@ -38,7 +38,7 @@ from mtlbench import gradients, weighting
 from mtlbench.config import ModelConfig, TrainConfig
 from mtlbench.gradients import JacobianMode
 from mtlbench.model import HydraNet, build_model
-from mtlbench.tasks import TASKS
+from mtlbench.tasks import TASKS, random_batch, task_losses
 from mtlbench.train import make_optimizer
 from mtlbench.weighting.base import GradientCombination, GradientNeed, Strategy
 
@@ -89,23 +89,9 @@ class _Variant:
     times: list[float]
 
 
-def _batch(batch_size: int, image_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, 3, image_size, image_size, generator=g)
-    y = torch.stack(
-        [
-            torch.randint(1, 90, (batch_size,), generator=g),
-            torch.randint(0, 2, (batch_size,), generator=g),
-            torch.randint(0, 5, (batch_size,), generator=g),
-        ],
-        dim=1,
-    )
-    return x.to(device), y.to(device)
-
-
 def _losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[Any, torch.Tensor]:
     out = model(x)
-    return out, torch.stack([t.loss(o, y) for t, o in zip(TASKS, out.outputs, strict=True)])
+    return out, task_losses(out.outputs, y)
 
 
 def _train_step(v: _Variant, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -202,7 +188,7 @@ def bench_strategies(
     names = ["sum", *[n for n in names if n != "sum"]]
     torch.manual_seed(0)
     base = build_model(ModelConfig(backbone=backbone), TASKS).to(device)
-    x, y = _batch(batch_size, image_size, device)
+    x, y = (t.to(device) for t in random_batch(batch_size, image_size))
     variants = [
         _make_variant(n, weighting.create(n, TASKS, seed=0), None, base, device) for n in names
     ]

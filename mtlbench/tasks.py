@@ -7,6 +7,7 @@ batches of different sizes stays exact.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,3 +52,28 @@ AGE = Task("age", 0, "regression", 1, "age_mae", higher_is_better=False)
 GENDER = Task("gender", 1, "binary", 1, "gender_acc", higher_is_better=True)
 RACE = Task("race", 2, "multiclass", 5, "race_acc", higher_is_better=True)
 TASKS: tuple[Task, ...] = (AGE, GENDER, RACE)
+
+
+def task_losses(
+    outputs: Sequence[torch.Tensor], labels: torch.Tensor, tasks: Sequence[Task] = TASKS
+) -> torch.Tensor:
+    """``[T]``: each task's batch-mean loss of its head's output (graph kept)."""
+    return torch.stack([t.loss(o, labels) for t, o in zip(tasks, outputs, strict=True)])
+
+
+def random_batch(
+    batch_size: int, image_size: int, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reproducible random batch (normal images, labels in every task's range: age 1-89,
+    gender 0/1, race 0-4) for benchmarks and tests; drawn on the CPU from its own generator."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, 3, image_size, image_size, generator=g)
+    y = torch.stack(
+        [
+            torch.randint(1, 90, (batch_size,), generator=g),
+            torch.randint(0, 2, (batch_size,), generator=g),
+            torch.randint(0, 5, (batch_size,), generator=g),
+        ],
+        dim=1,
+    )
+    return x, y

@@ -26,7 +26,7 @@ from mtlbench.data.batches import BatchIterator
 from mtlbench.model import HydraNet, build_model
 from mtlbench.prepare import PreparedData, resolve_amp, resolve_channels_last
 from mtlbench.progress import NullReporter, Reporter
-from mtlbench.tasks import TASKS, Task
+from mtlbench.tasks import TASKS, task_losses
 from mtlbench.weighting import Strategy
 from mtlbench.weighting.registry import describe
 
@@ -123,12 +123,6 @@ def make_optimizer(
     return torch.optim.AdamW(groups, lr=lr, weight_decay=train.weight_decay, fused=True)
 
 
-def _losses(
-    model_out: tuple[torch.Tensor, ...], y: torch.Tensor, tasks: tuple[Task, ...]
-) -> torch.Tensor:
-    return torch.stack([t.loss(o, y) for t, o in zip(tasks, model_out, strict=True)])
-
-
 def train_one_epoch(
     model: HydraNet,
     strategy: Strategy,
@@ -156,12 +150,12 @@ def train_one_epoch(
             optimizer.zero_grad(set_to_none=True)
             with autocast:
                 out = model(x)
-            losses = _losses(out.outputs, y, tasks)
+            losses = task_losses(out.outputs, y, tasks)
             step = gradients.backward(strategy, losses, out.features, shared, heads)
             optimizer.step()
             if strategy.needs_losses_after_step:
                 with torch.no_grad(), autocast:
-                    after = _losses(model(x).outputs, y, tasks)
+                    after = task_losses(model(x).outputs, y, tasks)
                 strategy.after_step(losses.detach(), after.detach())
             loss_sum += losses.detach().double()
             weight_sum += step.weights.double()
@@ -212,7 +206,7 @@ def evaluate(
         with autocast:
             out = model(x)
         b = x.shape[0]
-        loss_sum += _losses(out.outputs, y, tasks).double() * b
+        loss_sum += task_losses(out.outputs, y, tasks).double() * b
         metric_sum += torch.stack(
             [t.metric_sum(o, y) for t, o in zip(tasks, out.outputs, strict=True)]
         ).double()

@@ -7,7 +7,7 @@ from mtlbench import gradients, weighting
 from mtlbench.config import ModelConfig
 from mtlbench.gradients import last_shared_layer, task_jacobian
 from mtlbench.model import build_model
-from mtlbench.tasks import TASKS
+from mtlbench.tasks import TASKS, random_batch, task_losses
 
 
 def _toy():
@@ -54,22 +54,12 @@ def _model():
 
 
 def _batch():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(6, 3, 16, 16, generator=g)
-    y = torch.stack(
-        [
-            torch.randint(1, 90, (6,), generator=g),
-            torch.randint(0, 2, (6,), generator=g),
-            torch.randint(0, 5, (6,), generator=g),
-        ],
-        dim=1,
-    )
-    return x, y
+    return random_batch(6, 16)
 
 
 def _losses(model, x, y):
     out = model(x)
-    return out, torch.stack([t.loss(o, y) for t, o in zip(TASKS, out.outputs, strict=True)])
+    return out, task_losses(out.outputs, y)
 
 
 # Strategies whose shared update is a linear combination of the task gradients with the weights
@@ -156,7 +146,7 @@ def test_representation_path_under_bf16_autocast_matches_float32():
         x, y = _batch()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             out = model(x)
-        losses = torch.stack([t.loss(o, y) for t, o in zip(TASKS, out.outputs, strict=True)])
+        losses = task_losses(out.outputs, y)
         assert out.features.dtype == (torch.bfloat16 if autocast else torch.float32)
         strategy = weighting.create("mgda_ub", TASKS)
         step = gradients.backward(

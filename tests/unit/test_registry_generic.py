@@ -9,27 +9,17 @@ import torch
 from mtlbench import gradients, weighting
 from mtlbench.config import ModelConfig, TrainConfig
 from mtlbench.model import build_model
-from mtlbench.tasks import TASKS
+from mtlbench.tasks import TASKS, random_batch, task_losses
 from mtlbench.train import make_optimizer
 
 
 def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(8, 3, 32, 32, generator=g)
-    y = torch.stack(
-        [
-            torch.randint(1, 90, (8,), generator=g),
-            torch.randint(0, 2, (8,), generator=g),
-            torch.randint(0, 5, (8,), generator=g),
-        ],
-        dim=1,
-    )
-    return x, y
+    return random_batch(8, 32, seed=seed)
 
 
 def _losses(model, x, y):
     out = model(x)
-    return out, torch.stack([t.loss(o, y) for t, o in zip(TASKS, out.outputs, strict=True)])
+    return out, task_losses(out.outputs, y)
 
 
 def _step(model, strategy, x, y, autocast: bool = False):
@@ -40,7 +30,7 @@ def _step(model, strategy, x, y, autocast: bool = False):
     )
     with ctx:
         out = model(x)
-    losses = torch.stack([t.loss(o, y) for t, o in zip(TASKS, out.outputs, strict=True)])
+    losses = task_losses(out.outputs, y)
     step = gradients.backward(
         strategy, losses, out.features, model.shared_parameters(), model.head_parameters()
     )
