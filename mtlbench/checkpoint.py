@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from mtlbench import interrupts
+
 LAST = "last"
 BEST = "best"
 
@@ -68,6 +70,9 @@ def exists(folder: Path, name: str) -> bool:
     return current is not None and current.is_file()
 
 
+# Shielded: Ctrl-C inside torch.save's writer callback comes out as a RuntimeError ("unexpected
+# pos ..."), which would fail the trial instead of interrupting it (seen once in 40 interrupts).
+@interrupts.shield
 def save(obj: Any, folder: Path, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     current = _current(folder, name)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from mtlbench import __version__
+from mtlbench import __version__, interrupts
 from mtlbench.config import (
     BACKBONES,
     DEFAULT_STRATEGIES,
@@ -55,15 +54,6 @@ def _guard(fn: Callable[[], T], interrupted: str = "interrupted") -> T:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         raise _fail(interrupted, code=130) from None
-
-
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM (kill, a batch scheduler) takes the same clean path as Ctrl-C."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _resume_command() -> str:
@@ -291,7 +281,7 @@ def run(
         from mtlbench.progress import RichReporter
         from mtlbench.search import run_study
 
-        _sigterm_as_interrupt()
+        interrupts.install()
         reporter = RichReporter()
         return reporter, run_study(_expand_all(cfg), reporter, resume=resume)
 
@@ -620,7 +610,7 @@ def worker(
         from mtlbench.progress import RichReporter
         from mtlbench.workers import WorkerOptions, join_study
 
-        _sigterm_as_interrupt()
+        interrupts.install()
         opts = WorkerOptions(device, threads, worker_index, tracking_uri, data, cache_dir)
         return len(join_study(study_name, storage, opts, RichReporter(quiet=quiet)))
 

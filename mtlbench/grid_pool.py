@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mtlbench import interrupts
 from mtlbench.progress import NullReporter, Reporter
 
 if TYPE_CHECKING:
@@ -44,15 +45,26 @@ _STATE: _WorkerState | None = None
 def _init_worker(
     cfg: RunConfig, parent_run_id: str, threads: int, devices: Sequence[str], slots: Any
 ) -> None:
+    # The parent handles Ctrl-C for everyone: it stops the workers with SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupts.install((signal.SIGTERM,))
+    try:
+        _set_up(cfg, parent_run_id, threads, devices, slots)
+    except KeyboardInterrupt:
+        # Stopped before it took a trial, so there is nothing to mark. Leave quietly: any
+        # exception here makes the executor log "Exception in initializer" with a traceback.
+        os._exit(130)
+
+
+def _set_up(
+    cfg: RunConfig, parent_run_id: str, threads: int, devices: Sequence[str], slots: Any
+) -> None:
     import torch
 
     from mtlbench.prepare import prepare_data, resolve_device
     from mtlbench.tracking import TrackedRun, Tracker
 
     global _STATE
-    # The parent handles Ctrl-C for everyone: it stops the workers with SIGTERM.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     torch.set_num_threads(threads)
     index = slots.get()
     spec = f"cuda:{devices[index % len(devices)]}" if devices else cfg.train.device
@@ -60,10 +72,6 @@ def _init_worker(
     data = prepare_data(cfg.data, device)
     tracker = Tracker(cfg.tracking.resolved_uri, cfg.tracking.experiment)
     _STATE = _WorkerState(cfg, data, device, tracker, TrackedRun(tracker.client, parent_run_id))
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _run_one(planned: PlannedTrial) -> TrialOutcome:

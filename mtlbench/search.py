@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mtlbench import checkpoint, weighting
+from mtlbench import checkpoint, interrupts, weighting
 from mtlbench.config import RunConfig, sweep_specs
 from mtlbench.progress import NullReporter, Reporter
 from mtlbench.tracking import (
@@ -224,6 +224,9 @@ class TrialOutcome:
     result: TrialResult | None
 
 
+# Shielded as a whole, training excepted (``interruptible`` below): an interrupt that arrives
+# while the run is created or closed waits until the run is in a state --resume understands.
+@interrupts.shield
 def execute_trial(
     planned: PlannedTrial,
     cfg: RunConfig,
@@ -252,7 +255,10 @@ def execute_trial(
     folder = folder / child.run_id
     child.set_tags({"mtlbench.checkpoint_dir": folder})
     try:
-        result = fit(spec, cfg, data, device, run=child, reporter=reporter, checkpoint_dir=folder)
+        with interrupts.interruptible():
+            result = fit(
+                spec, cfg, data, device, run=child, reporter=reporter, checkpoint_dir=folder
+            )
     except KeyboardInterrupt:
         child.set_tags({STATUS_TAG: "interrupted"})
         child.end("KILLED")

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from mtlbench.interrupts import ShieldedProxy
 from mtlbench.locks import file_lock, sidecar
 
 if TYPE_CHECKING:
@@ -35,11 +36,13 @@ def _quiet_mlflow() -> None:
 
 
 def make_client(uri: str) -> MlflowClient:
+    """An MLflow client whose every call finishes before Ctrl-C / SIGTERM takes effect
+    (see :mod:`mtlbench.interrupts`: an interrupted SQLite call keeps the store locked)."""
     from mlflow.tracking import MlflowClient
 
     # After the import: importing mlflow (re)configures its loggers at INFO.
     _quiet_mlflow()
-    return MlflowClient(tracking_uri=uri)
+    return cast("MlflowClient", ShieldedProxy(MlflowClient(tracking_uri=uri)))
 
 
 def _now_ms() -> int:

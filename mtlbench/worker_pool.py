@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mtlbench import interrupts
 from mtlbench.errors import UserError
 from mtlbench.progress import Reporter
 
@@ -63,10 +64,15 @@ def run_local_workers(
     procs = [subprocess.Popen(cmd, env=env) for cmd in commands]
     shown = count(study).finished
     try:
-        with reporter.progress(f"study {study_name}", total=target(study)) as bar:
+        # Ctrl-C stops the wait, never a storage read (which would keep SQLite locked while
+        # the workers mark their trials).
+        with (
+            interrupts.shielded(),
+            reporter.progress(f"study {study_name}", total=target(study)) as bar,
+        ):
             bar.advance(shown)
             while any(p.poll() is None for p in procs):
-                with contextlib.suppress(subprocess.TimeoutExpired):
+                with interrupts.interruptible(), contextlib.suppress(subprocess.TimeoutExpired):
                     next(p for p in procs if p.poll() is None).wait(timeout=POLL_S)
                 finished = count(study).finished
                 bar.advance(max(0, finished - shown))

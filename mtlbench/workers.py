@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mtlbench import interrupts
 from mtlbench.config import RunConfig, config_from_dict
 from mtlbench.errors import UserError
 from mtlbench.progress import NullReporter, Reporter
@@ -153,20 +154,23 @@ def make_pruner(ctx: StudyContext) -> optuna.pruners.BasePruner:
     )
 
 
-class _DropSurplus(logging.Filter):
+class _DropExpected(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return _SURPLUS_MARK not in record.getMessage()
+        # After Ctrl-C, Optuna reports the interrupted trial as failed, with a traceback;
+        # the CLI's one-line "interrupted" message says it all.
+        return _SURPLUS_MARK not in record.getMessage() and not interrupts.stopping()
 
 
 def quiet_optuna() -> None:
     """Optuna logs every trial at INFO; mtlbench reports through its reporter instead. Failed
-    trials still show (WARNING), except the surplus trials this module gives up on purpose."""
+    trials still show (WARNING), except the surplus trials this module gives up on purpose
+    and trials stopped by Ctrl-C."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for handler in logging.getLogger("optuna").handlers:
-        if not any(isinstance(f, _DropSurplus) for f in handler.filters):
-            handler.addFilter(_DropSurplus())
+        if not any(isinstance(f, _DropExpected) for f in handler.filters):
+            handler.addFilter(_DropExpected())
 
 
 class TrialRunner:
@@ -198,7 +202,14 @@ class TrialRunner:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Run trials until the study holds its N finished trials."""
+        """Run trials until the study holds its N finished trials.
+
+        Shielded, so that Ctrl-C / SIGTERM interrupts only training and waiting, never one of
+        Optuna's storage calls (which would leave a SQLite storage locked for the others)."""
+        with interrupts.shielded():
+            self._loop()
+
+    def _loop(self) -> None:
         quiet_optuna()
         failures = 0
         waiting_said = False
@@ -220,7 +231,8 @@ class TrialRunner:
                             "after its last heartbeat)"
                         )
                         waiting_said = True
-                    time.sleep(self.poll_s)
+                    with interrupts.interruptible():
+                        time.sleep(self.poll_s)
                     continue
                 waiting_said = False
                 last = self._run_one()
@@ -291,6 +303,7 @@ class TrialRunner:
 
         last_epoch = trial_cfg.train.epochs - 1
 
+        @interrupts.shield  # storage calls, made from inside the interruptible fit
         def on_epoch(epoch: int, val: dict[str, float]) -> None:
             value = objective.values(val)[0]
             trial.report(value, epoch)
@@ -299,16 +312,17 @@ class TrialRunner:
                 raise TrialStopped(f"median pruner at epoch {epoch}: {objective.kind}={value:.4g}")
 
         try:
-            result = fit(
-                spec,
-                trial_cfg,
-                self.data,
-                self.device,
-                run=child,
-                reporter=self.reporter,
-                on_epoch=on_epoch if objective.prunable else None,
-                checkpoint_dir=ckpt_root / child.run_id,
-            )
+            with interrupts.interruptible():
+                result = fit(
+                    spec,
+                    trial_cfg,
+                    self.data,
+                    self.device,
+                    run=child,
+                    reporter=self.reporter,
+                    on_epoch=on_epoch if objective.prunable else None,
+                    checkpoint_dir=ckpt_root / child.run_id,
+                )
         except KeyboardInterrupt:
             child.set_tags({STATUS_TAG: "interrupted"})
             child.end("KILLED")

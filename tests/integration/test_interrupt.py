@@ -3,15 +3,15 @@ the final metrics equal those of an uninterrupted run with the same seed (CPU)."
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+
+from tests.integration.interrupting import interrupt_after_checkpoint
 
 EPOCHS = "8"
 
@@ -51,18 +51,7 @@ def uninterrupted(faces_dir, session_cache, tmp_path_factory):
 
 
 def _start_and_kill(work: Path, faces: Path, cache: Path, sig: int) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen(
-        _cmd(work, faces, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 240
-    # Wait for the first epoch checkpoint: the kill then lands somewhere mid-trial.
-    while not list((work / "ckpt").glob("*/last.json")):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    os.kill(proc.pid, sig)
-    out, err = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return interrupt_after_checkpoint(_cmd(work, faces, cache)[3:], work / "ckpt", sig)
 
 
 @pytest.mark.slow
@@ -126,3 +115,30 @@ def test_resume_with_nothing_to_resume_starts_fresh(faces_dir, session_cache, tm
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "nothing to resume" in result.output
+
+
+def test_an_interrupt_while_a_trial_run_is_set_up_leaves_it_killed(
+    faces_dir, session_cache, tmp_path, monkeypatch
+):
+    """Ctrl-C between creating a trial's MLflow run and starting to train used to leave that
+    run RUNNING (found by interrupting real runs at random moments); it must end KILLED."""
+    from typer.testing import CliRunner
+
+    from mtlbench import checkpoint
+    from mtlbench.cli import app
+
+    real_root_for = checkpoint.root_for
+
+    def interrupted_root_for(*args, **kwargs):  # called after the run exists, before training
+        signal.raise_signal(signal.SIGINT)
+        return real_root_for(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "root_for", interrupted_root_for)
+    args = _cmd(tmp_path, faces_dir, session_cache)[3:]
+    args[args.index("--epochs") + 1] = "1"
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130, result.output
+    _, trials, parents = _trial(tmp_path)
+    assert [t.info.status for t in trials] == ["KILLED"]
+    assert trials[0].data.tags["mtlbench.status"] == "interrupted"
+    assert parents[0].info.status == "KILLED"

@@ -19,9 +19,11 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from mtlbench.cli import app
+from tests.integration.interrupting import interrupt_after_checkpoint
 from tests.integration.test_optuna_study import (
     FINISHED,
     finished_param_sets,
+    load,
     mlflow_runs,
     optuna_args,
 )
@@ -74,6 +76,35 @@ def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | Non
             raise AssertionError(f"worker exited with {proc.returncode} before {what}")
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_coordinator_and_workers_cleanly_then_the_study_continues(
+    faces_dir, session_cache, tmp_path
+):
+    """Ctrl-C in a terminal reaches the whole process group. The coordinator and both workers
+    stop with exit code 130 and no traceback, no trial or run is left RUNNING (a KeyboardInterrupt
+    inside a SQLite call used to leave the store locked and runs unmarked), and the same
+    command then completes the study."""
+    args = optuna_args(
+        tmp_path, faces_dir, session_cache, "--strategies", "sum,dwa", "--n-trials", "4",
+        "--study-name", "stop", "--workers", "2", "--epochs", "6",
+        "--checkpoint-dir", str(tmp_path / "ckpt"),
+    )  # fmt: skip
+    stopped = interrupt_after_checkpoint(args, tmp_path / "ckpt", group=True)
+    assert stopped.returncode == 130, stopped.stderr
+    assert "Traceback" not in stopped.stderr, stopped.stderr
+    assert "database is locked" not in stopped.stderr
+    study = load(tmp_path, "stop")
+    assert study.trials and all(t.state != TrialState.RUNNING for t in study.trials)
+    _, parents, children = mlflow_runs(tmp_path, "opt", "stop")
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert children and all(c.info.status != "RUNNING" for c in children)
+    assert "interrupted" in {c.data.tags.get("mtlbench.status") for c in children}
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(load(tmp_path, "stop").get_trials(states=FINISHED)) == 4
 
 
 def _open_heartbeat_study(faces: Path, cache: Path, work: Path, name: str, epochs: int):
