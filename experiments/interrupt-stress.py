@@ -9,10 +9,13 @@ traceback, and no MLflow run and no Optuna trial is left RUNNING.
     python experiments/interrupt-stress.py --rounds 50            # the grid, 2 trials in-process
     python experiments/interrupt-stress.py --rounds 30 --optuna   # Optuna, 2 local workers
 
-Measured 2026-11-28 on the 2-core CPU: grid 50/50 and Optuna 30/30 rounds passed (about 10 s
-and 20 s a round). Before mtlbench/interrupts.py, 3 rounds in 40 failed (a run left RUNNING, an
-interrupt lost, a trial FAILED by a RuntimeError from torch.save), and CI once saw "database is
-locked". The integration tests cover one timing each; this covers many.
+Measured 2026-11-28 on the 2-core CPU with the final code: grid 60/60 (--seed 2, about 7 s a
+round) and Optuna 25/25 (--seed 3, about 13 s a round). On the way there, each of these failed
+once or more in 40 rounds: a run left RUNNING (interrupt between creating and training a trial),
+an interrupt lost in a finalizer, a trial FAILED by torch.save's "unexpected pos" RuntimeError,
+and an exit by -SIGINT (a re-sent signal arriving during interpreter shutdown). CI once saw
+"database is locked" after a SIGINT inside an MLflow call. The integration tests cover one
+timing each; this covers many.
 """
 
 from __future__ import annotations

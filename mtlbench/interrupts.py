@@ -19,7 +19,7 @@ an interrupt that C code reported as another error comes out of ``interruptible`
 
 from __future__ import annotations
 
-import os
+import _thread
 import signal
 import sys
 import threading
@@ -46,7 +46,7 @@ class _State:
     stack: list[bool] = field(default_factory=list)
     pending: bool = False  # a signal arrived inside a shielded block
     raised_at: float | None = None  # time.monotonic() when the interrupt was raised
-    signum: int = signal.SIGINT  # the last signal received
+    signum: signal.Signals = signal.SIGINT  # the last signal received
 
 
 _state = _State()
@@ -69,7 +69,7 @@ def _interrupt() -> NoReturn:
 def _handler(signum: int, frame: object) -> None:
     if _state.raised_at is not None and time.monotonic() - _state.raised_at < REPEAT_GRACE_S:
         return
-    _state.signum = signum
+    _state.signum = signal.Signals(signum)
     if _shielded_now():
         _state.pending = True
         return
@@ -79,14 +79,22 @@ def _handler(signum: int, frame: object) -> None:
 def _unraisable(info: Any) -> None:
     if isinstance(info.exc_value, KeyboardInterrupt) and _state.raised_at is not None:
         # The interrupt landed in a finalizer or weakref callback, where Python prints the
-        # exception and drops it. Send the signal again from another thread: it lands once
-        # the main thread has left the finalizer.
+        # exception and drops it. Deliver it again from another thread: it lands once the
+        # main thread has left the finalizer.
         _state.raised_at = None
-        resend = threading.Timer(0.01, os.kill, (os.getpid(), _state.signum))
+        resend = threading.Timer(0.01, _resend, (_state.signum,))
         resend.daemon = True
         resend.start()
         return
     _previous_unraisable(info)
+
+
+def _resend(signum: signal.Signals) -> None:
+    if _state.raised_at is None:  # no interrupt raised since the one that was dropped
+        # Not os.kill: a real signal that arrives while the interpreter shuts down (handlers
+        # back to SIG_DFL) kills the process with -SIGINT (seen once in 40 stress rounds);
+        # interrupt_main does nothing when no Python handler is installed.
+        _thread.interrupt_main(signum)
 
 
 _previous_unraisable = sys.unraisablehook
