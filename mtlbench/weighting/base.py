@@ -213,11 +213,20 @@ class Strategy(nn.Module):
         ``features``: the shared representation (detached, its own shape, rows of the Jacobian
         are its flattening) for ``REPRESENTATION`` strategies, None otherwise.
 
-        Gramian strategies get this for free: ``w = gramian_weights(J J^T)``, update ``J^T w``.
+        Gramian strategies get this for free: ``w = gramian_weights(J J^T)``, update ``J^T w``;
+        so do ``samples_per_step`` strategies, with every sample's Jacobian equal to ``J``.
         """
         if self.weights_from_gramian:
             weights = self.gramian_weights(gramian(jacobian), losses).to(jacobian)
             return GradientCombination(weights @ jacobian, weights)
+        if self.samples_per_step > 1:
+            # One Jacobian: every sample is this one (the single-sample form of the method).
+            k = self.samples_per_step
+            gram = gramian(jacobian).repeat(k, k)
+            tiled = losses.reshape(1, -1).repeat(k, 1)
+            result = self.sample_gramian_weights(gram, tiled)
+            coef = result.shared.sum(dim=0).to(jacobian)
+            return GradientCombination(coef @ jacobian, result.weights.to(jacobian))
         if self.gradients_per_parameter:  # the matrix is one parameter of width m
             rows = tuple((row.clone(),) for row in jacobian)
             (direction,), weights = self.combine_parameter_gradients(rows, losses)
