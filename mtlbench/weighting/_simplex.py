@@ -15,11 +15,16 @@ def project_simplex(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     if not np.all(np.isfinite(v)):
         raise ValueError(f"cannot project non-finite values onto the simplex: {v.tolist()}")
+    # The projection is invariant to adding a constant to v: shifting the largest entry to
+    # exactly 0 keeps the answer representable when |v| >> 1 (an exploding inner step).
+    v = v - v.max()
     u = np.sort(v)[::-1]
-    css = np.cumsum(u) - 1.0
+    css = np.cumsum(u)
     k = np.arange(1, len(v) + 1)
-    rho = int(np.nonzero(u - css / k > 0)[0][-1])
-    theta = css[rho] / (rho + 1)
+    # k u_k - sum_{i<=k} u_i + 1 > 0; written so that k = 1 gives exactly 1 whatever the size
+    # of v (the textbook u_k - (css_k - 1) / k loses the 1 to rounding when |v| > 1e16)
+    rho = int(np.nonzero(k * u - css + 1.0 > 0)[0][-1])
+    theta = (css[rho] - 1.0) / (rho + 1)
     return np.maximum(v - theta, 0.0)
 
 

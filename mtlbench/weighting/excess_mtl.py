@@ -13,7 +13,8 @@ fixes ``r_t^0``; from the second step on the weights take an exponentiated-gradi
 Defaults: ``eta = robust_step_size = 0.01`` (official code and LibMTL). Weights start at 1/T and
 sum to 1 as in the paper (the official code and LibMTL start at 1 and sum to T: the same
 direction at T times the learning rate). A task whose first-step estimate is 0 (zero gradient)
-gets ratio 0 (no excess risk measurable). The squared-gradient sums are one ``[T, m]`` float32
+gets ratio 0 (no excess risk measurable). The update runs in log space (a ratio of 1e8, from a tiny first-step
+estimate, overflows ``exp`` into NaN weights in the official form). The squared-gradient sums are one ``[T, m]`` float32
 buffer (extra state, checkpointed).
 """
 
@@ -79,7 +80,11 @@ class ExcessMTL(Strategy):
             r0 = self.initial_risk.cpu().numpy()
             ratio = np.where(r0 > 0.0, risk / np.where(r0 > 0.0, r0, 1.0), 0.0)
             eta = float(self.config["robust_step_size"])  # type: ignore[arg-type]
-            new = self.loss_weights.cpu().numpy() * np.exp(eta * ratio)
+            # in log space: a task whose first-step estimate was tiny can have a ratio of 1e8,
+            # and exp overflows (NaN weights) in the official form w * exp(eta * ratio)
+            with np.errstate(divide="ignore"):
+                logits = np.log(self.loss_weights.cpu().numpy()) + eta * ratio
+            new = np.exp(logits - logits.max())
             self.loss_weights.copy_(torch.as_tensor(new / new.sum(), dtype=torch.float64))
         w = self.loss_weights.cpu().tolist()
         direction = list(rows[0])

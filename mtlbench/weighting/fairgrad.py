@@ -4,9 +4,9 @@ Alpha-fair allocation of the per-task improvements ``u_t = g_t . d``: the update
 solves the paper's eq. 4, ``(G w)_t = w_t^(-1/alpha)`` with ``w > 0`` (``G = J J^T``). These are
 the stationarity conditions of the strictly convex (for ``G`` positive definite)
 ``f(w) = 1/2 w^T G w - sum_t phi(w_t)`` with ``phi(w) = log w`` (alpha = 1, Nash-MTL's equations,
-proportional fairness) or ``w^(1 - 1/alpha) / (1 - 1/alpha)``. We minimise ``f`` exactly with a
-damped Newton method in float64 on the trace-normalised Gramian (``G_n = G / c``,
-``w = w_n c^(-alpha/(alpha+1))``), warm-started from the previous step. The official code (and
+proportional fairness) or ``w^(1 - 1/alpha) / (1 - 1/alpha)``. We solve them exactly with a
+damped Newton method in float64, scaled per task (:func:`fairgrad_weights`: gradient norms that
+differ by 1e8 cost nothing), warm-started from the previous step. The official code (and
 LibMTL, torchjd) call ``scipy.optimize.least_squares`` on the residual from ``w = 1/T`` with
 default tolerances.
 
@@ -33,69 +33,80 @@ from mtlbench.weighting.base import GradientNeed, HyperParam, Strategy
 from mtlbench.weighting.registry import register
 
 _MAX_NEWTON = 200
-_TOL = 1e-10  # relative residual max_t |w_t^(1/alpha) (G w)_t - 1|
-_ACCEPT = 1e-6
-_ZERO = 1e-12
+_TOL = 1e-12  # on max_t |w_t^(1/alpha) (G w)_t - 1|: done
+_ACCEPT = 1e-7  # the same residual, accepted when round-off stops the Newton steps
+_DIVERGED = 1e15  # a scaled weight this large: running off to infinity, no solution
 
 
 def fairgrad_weights(
     gram: np.ndarray, alpha: float, start: np.ndarray | None = None
 ) -> np.ndarray | None:
-    """Exact ``w > 0`` with ``G w = w^(-1/alpha)`` (float64), or None when none exists."""
-    n = len(gram)
+    """Exact ``w > 0`` with ``G w = w^(-1/alpha)`` (float64), or None when none exists.
+
+    Scaled so that badly scaled tasks cost nothing: with ``D_t = G_tt^(-1/(1+p))``
+    (``p = 1/alpha``, the solution when G is diagonal) and ``w = D x``, the equations read
+    ``(H x)_t = c_t x_t^(-p)`` with ``H = D G D`` and ``c_t = H_tt``; Newton steps on ``x``
+    (Hessian of the convex potential, symmetrically equilibrated) with a backtracking search on
+    the row-scaled residual ``r_t = x_t^p (H x)_t / c_t - 1`` (dimensionless for every task)."""
+    g = 0.5 * (np.asarray(gram, dtype=np.float64) + np.asarray(gram, dtype=np.float64).T)
+    n = len(g)
     if alpha == 0.0:
         return np.full(n, 1.0 / n)
-    trace = float(np.trace(gram))
-    if not np.isfinite(trace) or trace <= 0.0:
-        return None
-    g = gram / trace
-    if np.diag(g).min() <= _ZERO:
+    diag = np.diag(g)
+    if not np.all(np.isfinite(g)) or diag.min() <= 0.0:  # a zero gradient: (G w)_t = 0
         return None
     p = 1.0 / alpha
-    scale = trace ** (-alpha / (alpha + 1.0))  # w(G) = scale * w(G / trace)
-    w = None
+    d = diag ** (-1.0 / (1.0 + p))
+    h = g * d[:, None] * d[None, :]
+    c = np.diag(h).copy()
+    x = np.ones(n)
     if start is not None and np.all(np.isfinite(start)) and np.min(start) > 0.0:
-        w = np.asarray(start, dtype=np.float64) / scale
-    if w is None:
-        w = np.diag(g) ** (-alpha / (alpha + 1.0))  # exact when G is diagonal
+        x = np.asarray(start, dtype=np.float64) / d
 
-    def phi(x: np.ndarray) -> float:
-        return float(np.log(x).sum()) if p == 1.0 else float((x ** (1.0 - p)).sum() / (1.0 - p))
+    def residual(v: np.ndarray) -> np.ndarray:
+        return np.asarray(v**p * (h @ v) / c - 1.0)
 
-    def objective(x: np.ndarray) -> float:
-        return float(0.5 * x @ g @ x) - phi(x)
+    def noise(v: np.ndarray) -> np.ndarray:
+        """Round-off level of ``residual``: ``(H x)_t`` can be a near-cancelling sum."""
+        # capped: near a missing solution (x running off along a null direction of H) the
+        # cancellation grows without bound and must not pass for convergence
+        level = 1e3 * np.finfo(np.float64).eps * v**p * (np.abs(h) @ v) / c
+        return np.asarray(np.minimum(level, _ACCEPT))
 
-    value = objective(w)
+    def potential(v: np.ndarray) -> float:
+        barrier = np.log(v) if p == 1.0 else v ** (1.0 - p) / (1.0 - p)
+        return float(0.5 * v @ h @ v - (c * barrier).sum())
+
+    r = residual(x)
     for _ in range(_MAX_NEWTON):
-        gw = g @ w
-        residual = np.abs(w**p * gw - 1.0).max()
-        if residual < _TOL:
-            return w * scale
-        grad = gw - w ** (-p)
-        hess = g + np.diag(p * w ** (-p - 1.0))
+        if np.all(np.abs(r) <= _TOL + noise(x)):
+            return d * x
+        grad = h @ x - c * x ** (-p)
+        hess = h + np.diag(p * c * x ** (-p - 1.0))
+        s = 1.0 / np.sqrt(np.diag(hess))
         try:
-            step = np.linalg.solve(hess, grad)
+            step = s * np.linalg.solve(hess * s[:, None] * s[None, :], s * grad)
         except np.linalg.LinAlgError:
             return None
         decrement = float(grad @ step)
-        if not np.isfinite(decrement):
-            return None
-        if decrement < 1e-15:
-            return w * scale if residual < _ACCEPT else None
+        merit, value = float(np.linalg.norm(r)), potential(x)
         t = 1.0
-        while True:
-            cand = w - t * step
+        while True:  # stay in x > 0; accept a decrease of the potential or of the residual
+            cand = x - t * step
             if cand.min() > 0.0:
-                cand_value = objective(cand)
-                if cand_value <= value - 1e-4 * t * decrement:
+                cand_r = residual(cand)
+                if (
+                    potential(cand) <= value - 1e-4 * t * decrement
+                    or float(np.linalg.norm(cand_r)) < (1.0 - 1e-4 * t) * merit
+                ):
                     break
             t *= 0.5
-            if t < 1e-20:
-                return w * scale if residual < _ACCEPT else None
-        w, value = cand, cand_value
-        if w.max() > 1e12:  # running off to infinity: no solution
+            if t < 1e-12:  # no progress: converged to round-off, or no solution
+                return d * x if np.all(np.abs(r) <= 10 * _ACCEPT) else None
+        x, r = cand, cand_r
+        if x.max() > _DIVERGED:
             return None
-    return w * scale if np.abs(w**p * (g @ w) - 1.0).max() < _ACCEPT else None
+    return d * x if np.all(np.abs(r) <= 10 * _ACCEPT) else None
 
 
 @register

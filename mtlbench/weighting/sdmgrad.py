@@ -13,9 +13,15 @@ The inner solver is the official code's: ``n_iter = 20`` steps of projected SGD 
 0.5 and step 10 on ``A / s^2`` (``s`` = mean of ``sqrt(max(A_tt, 0))``: scale invariance), the
 momentum restarting and ``w`` warm-starting at every training step (``w`` is a buffer, 1/T at
 first). The simplex projection is exact (float64). ``lambda = 0.3`` (the authors' experiments,
-LibMTL and torchjd; the official class default 0.6 is overridden there). The official MTL code
-adds 1e-4 inside the square root; we divide by ``s^2 + 1e-8`` as LibMTL and torchjd do, which
-does not bias tasks with tiny gradients. Task heads get ``sum_t c_t L_t`` with the final
+LibMTL and torchjd; the official class default 0.6 is overridden there).
+
+Normalisation: ``s = mean_t sqrt(|A_tt|)`` (``max |A|`` if that is 0). With double sampling
+``A_tt = g_t(z1) . g_t(z2)`` can be negative; LibMTL and torchjd clamp it to 0 and divide by
+``s^2 + 1e-8``, so when every diagonal entry is negative (anti-correlated samples, measured in
+the regime tests) the inner step becomes ~1e8 |A| and float64 loses the weights' differences
+(weights 1/3 each instead of the exact 0.46 / 0.27 / 0.27). The official MTL code adds 1e-4
+inside the square root instead (a bias for tasks with gradients below 1e-2). Where every
+``A_tt >= 0`` and ``s >> 1e-4`` the three agree. Task heads get ``sum_t c_t L_t`` with the final
 coefficients ``c = (w* + lambda w~) / (1 + lambda)``, which are reported.
 """
 
@@ -40,9 +46,12 @@ def sdmgrad_inner(
 ) -> np.ndarray:
     """The official inner solver (see the module docstring); returns the new ``w``."""
     n = len(w)
-    diag = np.clip(np.diag(cross), 0.0, None)
-    scale = float(np.sqrt(diag).mean())
-    a = cross / (scale**2 + 1e-8)
+    scale_sq = float(np.sqrt(np.abs(np.diag(cross))).mean()) ** 2
+    if scale_sq == 0.0:
+        scale_sq = float(np.abs(cross).max())
+    if scale_sq == 0.0:  # every gradient zero: nothing to learn from
+        return np.asarray(w, dtype=np.float64)
+    a = cross / scale_sq
     target = np.full(n, lamda / n)
     velocity = np.zeros(n)
     for i in range(n_iter):
