@@ -13,9 +13,9 @@ fixes ``r_t^0``; from the second step on the weights take an exponentiated-gradi
 Defaults: ``eta = robust_step_size = 0.01`` (official code and LibMTL). Weights start at 1/T and
 sum to 1 as in the paper (the official code and LibMTL start at 1 and sum to T: the same
 direction at T times the learning rate). A task whose first-step estimate is 0 (zero gradient)
-gets ratio 0 (no excess risk measurable). The update runs in log space (a ratio of 1e8, from a tiny first-step
-estimate, overflows ``exp`` into NaN weights in the official form). The squared-gradient sums are one ``[T, m]`` float32
-buffer (extra state, checkpointed).
+gets ratio 0 (no excess risk measurable). The update runs in log space (a ratio of 1e8, from a
+tiny first-step estimate, overflows ``exp`` into NaN weights in the official form). The
+squared-gradient sums are one ``[T, m]`` float32 buffer (extra state, checkpointed).
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def to_mp(matrix: list[list[Fraction]]) -> mp.matrix:
 def solve_exact(a: list[list[Fraction]], b: list[Fraction]) -> list[Fraction] | None:
     """Gaussian elimination in rationals; None when ``a`` is singular."""
     n = len(b)
-    rows = [list(r) + [b[i]] for i, r in enumerate(a)]
+    rows = [[*r, b[i]] for i, r in enumerate(a)]
     for col in range(n):
         pivot = next((r for r in range(col, n) if rows[r][col] != 0), None)
         if pivot is None:
