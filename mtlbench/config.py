@@ -216,14 +216,31 @@ class SearchConfig:
                 )
 
 
+SYSTEM_METRICS = ("auto", "on", "off")
+LOG_MODEL = ("best", "all", "none")
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = "mtlbench"
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    system_metrics: str = "auto"  # auto (on for CUDA runs) | on | off
+    log_model: str = "best"  # best (each strategy's best trial) | all | none
+    register_model: str | None = None  # registered-model name for the overall winner
 
     def __post_init__(self) -> None:
         if not self.experiment.strip():
             raise ConfigError("experiment name must not be empty")
+        if self.system_metrics not in SYSTEM_METRICS:
+            raise ConfigError(
+                f"system_metrics {self.system_metrics!r} is not one of {', '.join(SYSTEM_METRICS)}"
+            )
+        if self.log_model not in LOG_MODEL:
+            raise ConfigError(
+                f"log_model {self.log_model!r} is not one of {', '.join(LOG_MODEL)}"
+            )
+        if self.register_model is not None and self.log_model == "none":
+            raise ConfigError("--register-model needs a logged model: drop --log-model none")
 
     @property
     def resolved_uri(self) -> str:

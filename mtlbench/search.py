@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from mtlbench import checkpoint, interrupts, weighting
 from mtlbench.config import RunConfig, sweep_specs
 from mtlbench.progress import NullReporter, Reporter
+from mtlbench.mlflow_native import observe_trial, wants_system_metrics
 from mtlbench.tracking import (
     KIND_TAG,
     SIGNATURE_TAG,
@@ -255,7 +256,19 @@ def execute_trial(
     folder = folder / child.run_id
     child.set_tags({"mtlbench.checkpoint_dir": folder})
     try:
-        with interrupts.interruptible():
+        # The dataset input and the system-metrics sampler sit outside the interruptible part:
+        # their MLflow calls must not be cut by Ctrl-C.
+        with (
+            observe_trial(
+                tracker.client,
+                child.run_id,
+                cfg.tracking.resolved_uri,
+                data.params,
+                new_run=planned.run_id is None,
+                system_metrics_on=wants_system_metrics(cfg.tracking.system_metrics, device.type),
+            ),
+            interrupts.interruptible(),
+        ):
             result = fit(
                 spec, cfg, data, device, run=child, reporter=reporter, checkpoint_dir=folder
             )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mtlbench.interrupts import ShieldedProxy
 from mtlbench.locks import file_lock, sidecar
+from mtlbench.mlflow_native import mark_training_experiment
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,6 +133,8 @@ class Tracker:
         with _store_lock(uri):
             self.client = make_client(uri)
             self.experiment_id = self._experiment_id(experiment)
+            # Every experiment mtlbench writes to opens on MLflow's model-training view.
+            mark_training_experiment(self.client, self.experiment_id)
 
     def _experiment_id(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
@@ -262,9 +265,22 @@ def load_trials(
         }
         row.update({f"param.{k}": v for k, v in r.data.params.items()})
         row.update(r.data.metrics)
+        row.update(_best_values(r.data.params))
         row.update({f"tag.{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _best_values(params: Mapping[str, str]) -> dict[str, float]:
+    """Params ``best.epoch`` / ``best.val_<k>`` (see ``train.best_params``) as the columns
+    ``best_epoch`` / ``best_val/<k>`` the reports read."""
+    out: dict[str, float] = {}
+    for key, value in params.items():
+        if key == "best.epoch":
+            out["best_epoch"] = float(value)
+        elif key.startswith("best.val_"):
+            out[f"best_val/{key[len('best.val_') :]}"] = float(value)
+    return out
 
 
 def load_histories(uri: str, run_ids: Iterable[str], keys: Iterable[str]) -> pd.DataFrame:

@@ -321,6 +321,12 @@ def trial_params(
     }
 
 
+def best_params(epoch: int, val: Mapping[str, float]) -> dict[str, str]:
+    """The best epoch and its validation values as params ``best.epoch``, ``best.val_<k>``:
+    as metrics, MLflow would draw each as a one-dot chart ahead of the per-epoch curves."""
+    return {"best.epoch": str(epoch), **{f"best.val_{k}": repr(float(v)) for k, v in val.items()}}
+
+
 def _epoch_metrics(
     stats: EpochStats, val: dict[str, float], epoch_s: float, diagnostics: dict[str, float]
 ) -> dict[str, float]:
@@ -506,10 +512,8 @@ def fit(
         test = evaluate(model, eval_batches(data.test), amp_dtype=amp_dtype)
         test["score"] = data.reference.score(test, trained)
         result.test = test
-        final = {f"test/{k}": v for k, v in test.items()}
-        final.update({f"best_val/{k}": v for k, v in result.val.items()})
-        final["best_epoch"] = float(result.best_epoch)
-        run.log_metrics(final, step=result.best_epoch)
+        run.log_metrics({f"test/{k}": v for k, v in test.items()}, step=result.best_epoch)
+        run.log_params(best_params(result.best_epoch, result.val))
         run.set_tags({"mtlbench.status": "finished"})
     if checkpoint_dir is not None and not cfg.train.keep_checkpoints:
         checkpoint.remove(checkpoint_dir)

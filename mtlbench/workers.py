@@ -265,6 +265,7 @@ class TrialRunner:
         import optuna
 
         from mtlbench import checkpoint
+        from mtlbench.mlflow_native import observe_trial, wants_system_metrics
         from mtlbench.tracking import KIND_TAG, STATUS_TAG
         from mtlbench.train import TrialStopped, fit, trial_params
 
@@ -312,7 +313,20 @@ class TrialRunner:
                 raise TrialStopped(f"median pruner at epoch {epoch}: {objective.kind}={value:.4g}")
 
         try:
-            with interrupts.interruptible():
+            # Outside the interruptible part, as in the grid (search.execute_trial).
+            with (
+                observe_trial(
+                    self.tracker.client,
+                    child.run_id,
+                    cfg.tracking.resolved_uri,
+                    self.data.params,
+                    new_run=resumable is None,
+                    system_metrics_on=wants_system_metrics(
+                        cfg.tracking.system_metrics, self.device.type
+                    ),
+                ),
+                interrupts.interruptible(),
+            ):
                 result = fit(
                     spec,
                     trial_cfg,
@@ -344,7 +358,7 @@ class TrialRunner:
             raise optuna.TrialPruned(result.message)
         values = objective.values(result.val)
         if objective.kind == "val_delta_m":
-            child.log_metrics({"best_val/delta_m": values[0]}, step=result.best_epoch)
+            child.log_params({"best.val_delta_m": repr(float(values[0]))})
         shown = ", ".join(f"{n}={v:.4g}" for n, v in zip(objective.names, values, strict=True))
         self.reporter.info(f"trial #{trial.number} {spec.label}: {shown}")
         return values if objective.kind == "pareto" else values[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,21 @@ def test_stl_expands_per_task_and_delta_m_is_logged(faces_dir, session_cache, tm
     )
     assert m["test/delta_m"] == pytest.approx(expected, rel=1e-6)
     assert "test/delta_m" not in runs["stl:age"].data.metrics
+
+
+def test_training_experiment_dataset_inputs_and_best_values_as_params(finished_run):
+    _, uri, _ = finished_run
+    client, parents, children = _runs(uri)
+    exp = client.get_experiment_by_name("it")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    for child in children:
+        (ds,) = [i.dataset for i in child.inputs.dataset_inputs]
+        assert ds.digest == child.data.params["data_sha256"][:16]
+        assert json.loads(ds.profile)["n_train"] == int(child.data.params["n_train"])
+        # Summary values are params, so the metric charts open on per-epoch curves.
+        assert not any(k.startswith("best") for k in child.data.metrics)
+        assert 0 <= int(child.data.params["best.epoch"]) <= 1
+        for key in ("score", "age_mae", "gender_acc", "race_acc"):
+            float(child.data.params[f"best.val_{key}"])
+        # CPU run, default --system-metrics auto: off.
+        assert not any(k.startswith("system/") for k in child.data.metrics)

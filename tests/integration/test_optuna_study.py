@@ -85,7 +85,7 @@ def test_one_parent_and_one_tagged_child_per_trial(study_run):
         assert child.data.params["strategy"] == t.params["strategy"]
         assert child.data.params["lr"] == f"{t.params['lr']:g}"
         assert child.data.tags["mtlbench.status"] == "finished"
-        assert child.data.metrics["best_val/score"] == pytest.approx(t.value)
+        assert float(child.data.params["best.val_score"]) == pytest.approx(t.value)
     names = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"optuna_history.png", "optuna_importances.png", "optuna_trials.csv"} <= names
     assert (work / "out" / "optuna_history.png").stat().st_size > 10_000
@@ -220,20 +220,20 @@ def test_delta_m_objective_once_single_task_baselines_exist(faces_dir, session_c
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("opt")
     stl = client.search_runs([exp.experiment_id], "params.tasks != 'age,gender,race'")
-    base = {r.data.params["tasks"]: r.data.metrics for r in stl}
+    base = {r.data.params["tasks"]: r.data.params for r in stl}
     expected = {
-        "age": base["age"]["best_val/age_mae"],
-        "gender": base["gender"]["best_val/gender_acc"],
-        "race": base["race"]["best_val/race_acc"],
+        "age": float(base["age"]["best.val_age_mae"]),
+        "gender": float(base["gender"]["best.val_gender_acc"]),
+        "race": float(base["race"]["best.val_race_acc"]),
     }
     assert objective["baselines"] == pytest.approx(expected)
     _, parents, children = mlflow_runs(tmp_path, "opt", "dm")
     assert parents[0].data.params["objective"] == "val_delta_m"
-    m = children[0].data.metrics
-    mine = {"age": m["best_val/age_mae"], "gender": m["best_val/gender_acc"]}
-    mine["race"] = m["best_val/race_acc"]
+    m = {k: float(v) for k, v in children[0].data.params.items() if k.startswith("best.")}
+    mine = {"age": m["best.val_age_mae"], "gender": m["best.val_gender_acc"]}
+    mine["race"] = m["best.val_race_acc"]
     assert study.trials[0].value == pytest.approx(delta_m(mine, expected))
-    assert m["best_val/delta_m"] == pytest.approx(study.trials[0].value)
+    assert m["best.val_delta_m"] == pytest.approx(study.trials[0].value)
 
 
 def test_bad_storage_and_unknown_study_are_one_line_errors(study_run, tmp_path):
