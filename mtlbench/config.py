@@ -236,9 +236,7 @@ class TrackingConfig:
                 f"system_metrics {self.system_metrics!r} is not one of {', '.join(SYSTEM_METRICS)}"
             )
         if self.log_model not in LOG_MODEL:
-            raise ConfigError(
-                f"log_model {self.log_model!r} is not one of {', '.join(LOG_MODEL)}"
-            )
+            raise ConfigError(f"log_model {self.log_model!r} is not one of {', '.join(LOG_MODEL)}")
         if self.register_model is not None and self.log_model == "none":
             raise ConfigError("--register-model needs a logged model: drop --log-model none")
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from mtlbench import checkpoint, interrupts, weighting
 from mtlbench.config import RunConfig, sweep_specs
-from mtlbench.progress import NullReporter, Reporter
 from mtlbench.mlflow_native import observe_trial, wants_system_metrics
+from mtlbench.progress import NullReporter, Reporter
 from mtlbench.tracking import (
     KIND_TAG,
     SIGNATURE_TAG,

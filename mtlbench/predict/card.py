@@ -26,9 +26,7 @@ class TaskCard:
             raise ValueError(f"task {self.name!r}: n_outputs must be >= 1, got {self.n_outputs}")
         wanted = 2 if self.kind == "binary" else self.n_outputs
         if self.labels and self.kind != "regression" and len(self.labels) != wanted:
-            raise ValueError(
-                f"task {self.name!r}: {len(self.labels)} labels for {wanted} classes"
-            )
+            raise ValueError(f"task {self.name!r}: {len(self.labels)} labels for {wanted} classes")
 
 
 @dataclass(frozen=True)

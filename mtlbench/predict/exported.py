@@ -63,7 +63,10 @@ def _decode_task(task: TaskCard, raw: np.ndarray) -> dict[str, Any]:
         best = int(probs.argmax())
         return {"value": _label(task, best), "p": float(probs[best])}
     probs = _sigmoid(raw)
-    return {"value": [_label(task, i) for i in np.flatnonzero(probs > 0.5)], "p": probs.tolist()}
+    return {
+        "value": [_label(task, int(i)) for i in np.flatnonzero(probs > 0.5)],
+        "p": probs.tolist(),
+    }
 
 
 def decode_outputs(card: ModelCard, raw: np.ndarray) -> list[dict[str, dict[str, Any]]]:

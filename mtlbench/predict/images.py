@@ -59,7 +59,5 @@ def load_images(inputs: Iterable[str | Path], size: int, channels: int = 3) -> I
             continue
         arrays.append(_to_channels(rgb, channels))
         ok.append(path)
-    pixels = (
-        np.stack(arrays) if arrays else np.zeros((0, channels, size, size), dtype=np.uint8)
-    )
+    pixels = np.stack(arrays) if arrays else np.zeros((0, channels, size, size), dtype=np.uint8)
     return ImageBatch(pixels, tuple(ok), tuple(unreadable))

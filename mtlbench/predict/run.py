@@ -42,7 +42,8 @@ def model_uri(text: str) -> str:
     if _RUN_ID.match(text):
         return f"runs:/{text}/{ARTIFACT}"
     raise PredictError(
-        f"--model {text!r} is not a run id (32 hex digits), runs:/ID/{ARTIFACT} or models:/NAME/VERSION"
+        f"--model {text!r} is not a run id (32 hex digits), runs:/ID/{ARTIFACT} "
+        "or models:/NAME/VERSION"
     )
 
 

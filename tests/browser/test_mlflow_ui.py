@@ -56,12 +56,13 @@ def ui(store: Path) -> Iterator[str]:
     port = _free_port()
     log = store / "ui.log"
     with log.open("w") as out:
+        cmd = [
+            sys.executable, "-m", "mtlbench", "ui", "--port", str(port),
+            "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}",
+            "--experiment", "ui-check", "--no-browser",
+        ]  # fmt: skip
         proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "mtlbench", "ui", "--port", str(port),
-                "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}",
-                "--experiment", "ui-check", "--no-browser",
-            ],  # fmt: skip
+            cmd,
             cwd=store,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -191,7 +191,7 @@ def test_stl_expands_per_task_and_delta_m_is_logged(faces_dir, session_cache, tm
 
 def test_training_experiment_dataset_inputs_and_best_values_as_params(finished_run):
     _, uri, _ = finished_run
-    client, parents, children = _runs(uri)
+    client, _, children = _runs(uri)
     exp = client.get_experiment_by_name("it")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     for child in children:
