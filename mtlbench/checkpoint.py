@@ -113,9 +113,10 @@ def restore_rng(state: dict[str, Any], batch_generator: torch.Generator) -> None
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def remove(folder: Path) -> None:
-    """Delete a finished trial's checkpoints (and the folder if nothing else is in it)."""
-    for name in (LAST, BEST):
+def remove(folder: Path, keep: tuple[str, ...] = ()) -> None:
+    """Delete a finished trial's checkpoints but those named in ``keep`` (and the folder if
+    nothing else is in it)."""
+    for name in (n for n in (LAST, BEST) if n not in keep):
         _pointer(folder, name).unlink(missing_ok=True)
         for suffix in ("a", "b"):
             (folder / f"{name}-{suffix}.pt").unlink(missing_ok=True)

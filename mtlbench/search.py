@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from mtlbench import checkpoint, interrupts, weighting
 from mtlbench.config import RunConfig, sweep_specs
 from mtlbench.mlflow_native import observe_trial, wants_system_metrics
+from mtlbench.model_export import publish_models
 from mtlbench.progress import NullReporter, Reporter
 from mtlbench.tracking import (
     KIND_TAG,
@@ -201,6 +202,7 @@ def run_study(
             [parent.run_id],
             cfg.output_dir,
         )
+        publish_models(cfg, [parent.run_id], reporter)
     except BaseException:
         parent.end("KILLED")
         raise

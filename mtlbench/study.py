@@ -249,6 +249,7 @@ def _describe(objective: Objective) -> str:
 
 def run_optuna(cfg: RunConfig, reporter: Reporter | None = None) -> StudyOutcome:
     from mtlbench.prepare import prepare_data, resolve_device
+    from mtlbench.model_export import publish_models
     from mtlbench.search import StudyOutcome, write_outputs
     from mtlbench.study_storage import count, redact
     from mtlbench.tracking import Tracker
@@ -298,6 +299,7 @@ def run_optuna(cfg: RunConfig, reporter: Reporter | None = None) -> StudyOutcome
             cfg.output_dir,
         )
         files += _study_files(study, ctx.objective, parent, tracker, cfg, reporter)
+        publish_models(cfg, [parent.run_id], reporter)
     except BaseException:
         parent.end("KILLED")
         raise

@@ -516,5 +516,7 @@ def fit(
         run.log_params(best_params(result.best_epoch, result.val))
         run.set_tags({"mtlbench.status": "finished"})
     if checkpoint_dir is not None and not cfg.train.keep_checkpoints:
-        checkpoint.remove(checkpoint_dir)
+        # The best weights wait for the end of the study, which logs the chosen trials' models.
+        keep_best = cfg.tracking.log_model != "none" and result.status == "finished"
+        checkpoint.remove(checkpoint_dir, keep=(checkpoint.BEST,) if keep_best else ())
     return result
