@@ -248,8 +248,8 @@ def _describe(objective: Objective) -> str:
 
 
 def run_optuna(cfg: RunConfig, reporter: Reporter | None = None) -> StudyOutcome:
-    from mtlbench.prepare import prepare_data, resolve_device
     from mtlbench.model_export import publish_models
+    from mtlbench.prepare import prepare_data, resolve_device
     from mtlbench.search import StudyOutcome, write_outputs
     from mtlbench.study_storage import count, redact
     from mtlbench.tracking import Tracker
