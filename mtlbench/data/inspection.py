@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ Counts = tuple[tuple[str, int], ...]
 class DatasetInspection:
     source: str
     content_sha256: str
+    files_sha256: (
+        str  # over sorted (file name, bytes): equal for any archive/folder of the same files
+    )
+    n_files: int  # regular files the files digest covers
     n_scanned: int
     n_images: int
     skipped: tuple[Skipped, ...]
@@ -44,6 +49,8 @@ class DatasetInspection:
         return {
             "source": self.source,
             "content_sha256": self.content_sha256,
+            "files_sha256": self.files_sha256,
+            "n_files": self.n_files,
             "n_scanned": self.n_scanned,
             "n_images": self.n_images,
             "n_skipped": len(self.skipped),
@@ -64,6 +71,8 @@ class DatasetInspection:
         lines = [
             f"source: {self.source}",
             f"content sha256: {self.content_sha256}",
+            f"files digest: {self.files_sha256} over {self.n_files:,} files "
+            "(the same for any archive or folder of these files)",
             f"files: {self.n_scanned:,} scanned, {self.n_images:,} images, "
             f"{len(self.skipped):,} skipped",
         ]
@@ -145,15 +154,38 @@ def inspect_dataset(
     entry = _any_cached(cache_dir, sha)
     if entry is None:
         entry = load_entry(src, display, INSPECT_SIZE, cache_dir, reporter, workers)
-    return _summarise(entry, display)
+    files_sha, n_files = files_digest(src)
+    return _summarise(entry, display, files_sha, n_files)
 
 
-def _summarise(entry: StoredEntry, display: str) -> DatasetInspection:
+def files_digest(src: Source) -> tuple[str, int]:
+    """sha256 over the sorted lines ``<file name> NUL <sha256 of its bytes>``, and the number
+    of files. Only base names count, so an archive and the folder it unpacks to agree, and so
+    do two archives of the same files compressed differently (their own sha256s differ)."""
+    lines: list[bytes] = []
+    for item in src.entries():
+        if isinstance(item, Skipped):
+            continue
+        try:
+            data = item.read()
+        except ValueError:
+            continue
+        name = item.name.replace("\\", "/").rsplit("/", 1)[-1]
+        lines.append(f"{name}\0{hashlib.sha256(data).hexdigest()}\n".encode())
+    digest = hashlib.sha256(b"files-v1\n")
+    for line in sorted(lines):
+        digest.update(line)
+    return digest.hexdigest(), len(lines)
+
+
+def _summarise(entry: StoredEntry, display: str, files_sha: str, n_files: int) -> DatasetInspection:
     ages, genders, races = (entry.labels[:, k] for k in range(3))
     has = len(entry.names) > 0
     return DatasetInspection(
         source=display,
         content_sha256=entry.content_sha256,
+        files_sha256=files_sha,
+        n_files=n_files,
         n_scanned=entry.n_scanned,
         n_images=len(entry.names),
         skipped=entry.skipped,

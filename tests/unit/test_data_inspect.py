@@ -60,3 +60,44 @@ def test_junk_is_reported_not_raised(tmp_path: Path, cache_dir: Path) -> None:
 def test_missing_path_is_a_data_error(tmp_path: Path, cache_dir: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         inspect_dataset(tmp_path / "missing", cache_dir=cache_dir)
+
+
+def _reference_digest(files: dict[str, bytes]) -> str:
+    """The documented definition, computed here from scratch: sha256 over the sorted lines
+    ``name NUL sha256(bytes) LF`` after the header ``files-v1 LF``."""
+    import hashlib
+
+    lines = sorted(f"{n}\0{hashlib.sha256(b).hexdigest()}\n".encode() for n, b in files.items())
+    return hashlib.sha256(b"files-v1\n" + b"".join(lines)).hexdigest()
+
+
+def test_files_digest_is_the_same_for_folder_and_differently_packed_archives(
+    face_folder: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+
+    files = {p.name: p.read_bytes() for p in face_folder.iterdir()}
+    expected = _reference_digest(files)
+    archives = []
+    for level, order in ((1, sorted(files)), (9, sorted(files, reverse=True))):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name in order:
+                info = tarfile.TarInfo(f"UTKFace/{name}")
+                info.size = len(files[name])
+                tar.addfile(info, io.BytesIO(files[name]))
+        path = tmp_path / f"faces-{level}.tar.gz"
+        path.write_bytes(gzip.compress(buf.getvalue(), compresslevel=level, mtime=level))
+        archives.append(path)
+    sha = [hashlib.sha256(p.read_bytes()).hexdigest() for p in archives]
+    assert sha[0] != sha[1]  # byte-wise different archives of the same files
+    for source in (face_folder, *archives):
+        report = inspect_dataset(source, cache_dir=cache_dir)
+        assert report.files_sha256 == expected, source
+        assert report.n_files == len(files)
+        assert f"files digest: {expected} over {len(files):,} files" in report.to_text()
+    files["extra.jpg"] = b"x"
+    assert _reference_digest(files) != expected
