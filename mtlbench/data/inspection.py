@@ -29,9 +29,7 @@ Counts = tuple[tuple[str, int], ...]
 class DatasetInspection:
     source: str
     content_sha256: str
-    files_sha256: (
-        str  # over sorted (file name, bytes): equal for any archive/folder of the same files
-    )
+    files_sha256: str  # over sorted (name, bytes): one value for any packing of the same files
     n_files: int  # regular files the files digest covers
     n_scanned: int
     n_images: int
