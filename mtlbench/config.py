@@ -113,12 +113,16 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     compile: bool = False  # torch.compile the backbone (worth it on GPU for long runs)
     keep_checkpoints: bool = False  # keep them after a trial ends (else deleted)
+    # Stop a trial after this many epochs without a better validation score (0: never).
+    patience: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise ConfigError(f"patience must be an integer >= 0, got {self.patience!r}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("amp mode", self.amp, ("auto", "bf16", "off"))
         _choice("channels_last mode", self.channels_last, ("auto", "on", "off"))

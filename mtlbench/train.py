@@ -305,6 +305,7 @@ def trial_params(
         "lr": f"{spec.lr:g}",
         "seed": str(spec.seed),
         "epochs": str(cfg.train.epochs),
+        "patience": str(cfg.train.patience),
         "batch_size": str(cfg.train.batch_size),
         "backbone": cfg.model.backbone,
         "weights": cfg.model.weights,
@@ -507,6 +508,14 @@ def fit(
                 result.message = f"stopped after epoch {epoch}: {stop}"
                 run.set_tags({"mtlbench.status": "pruned", "pruned_epoch": epoch})
                 break
+        patience = cfg.train.patience
+        if patience and epoch < epochs - 1 and epoch - result.best_epoch >= patience:
+            # A plateau: the best weights are already kept, more epochs would only cost time.
+            result.message = (
+                f"stopped after epoch {epoch}: no better validation score for {patience} epochs"
+            )
+            run.set_tags({"mtlbench.stopped_early_epoch": epoch})
+            break
     if result.status == "finished" and best_state is not None:
         model.load_state_dict(best_state)
         test = evaluate(model, eval_batches(data.test), amp_dtype=amp_dtype)

@@ -49,9 +49,38 @@ def test_best_validation_epoch_is_the_one_evaluated_on_test(tiny):
     assert result.val["score"] == min(scores)
     final_step, final = run.metrics[-1]
     assert final_step == result.best_epoch
-    assert set(final) >= {"test/age_mae", "test/gender_acc", "test/race_acc", "best_epoch"}
+    assert {k.split("/")[0] for k in final} == {"test"}
+    assert set(final) >= {"test/age_mae", "test/gender_acc", "test/race_acc", "test/score"}
     assert [step for step, _ in run.metrics[:-1]] == [0, 1, 2]
     assert run.tags["mtlbench.status"] == "finished"
+    # Summary values are params, not one-point metric charts.
+    assert run.params["best.epoch"] == str(result.best_epoch)
+    assert float(run.params["best.val_score"]) == min(scores)
+    assert float(run.params["best.val_age_mae"]) == result.val["age_mae"]
+
+
+def test_patience_stops_a_trial_on_a_validation_plateau(tiny, monkeypatch):
+    cfg, data = tiny
+    # Scripted validation scores: best at epoch 1, then two epochs without a better one.
+    scores = iter([0.9, 0.8, 0.85, 0.81, 0.5, 0.4, 0.3])
+    monkeypatch.setattr(Reference, "score", lambda self, metrics, tasks: next(scores))
+    plateau = RunConfig(
+        data=cfg.data, model=cfg.model, train=TrainConfig(epochs=6, batch_size=32, patience=2)
+    )
+    run = NullRun()
+    result = fit(TrialSpec("sum", 1e-3, 0), plateau, data, torch.device("cpu"), run=run)
+    assert result.status == "finished" and result.best_epoch == 1
+    assert [h["epoch"] for h in result.history] == [0.0, 1.0, 2.0, 3.0]
+    assert run.tags["mtlbench.stopped_early_epoch"] == 3
+    assert run.metrics[-1][0] == 1 and "test/age_mae" in run.metrics[-1][1]
+    assert next(scores) == 0.4  # one more call only: the test split's score
+
+
+def test_without_patience_every_epoch_runs(tiny, monkeypatch):
+    cfg, data = tiny
+    monkeypatch.setattr(Reference, "score", lambda self, metrics, tasks: 1.0)
+    result = fit(TrialSpec("sum", 1e-3, 0), cfg, data, torch.device("cpu"))
+    assert len(result.history) == cfg.train.epochs == 3 and result.best_epoch == 0
 
 
 def test_a_huge_learning_rate_ends_as_diverged_not_as_a_crash(tiny):
