@@ -74,8 +74,8 @@ def test_best_trial_of_each_strategy_has_a_model_with_card_and_signature(study) 
 
 @pytest.mark.parametrize("form", ["run id", "runs:/", "models:/"])
 def test_predict_every_task_for_each_readable_image(study, form: str) -> None:
-    work, uri, images = study
-    client, runs = _trials(uri)
+    _, uri, images = study
+    client = MlflowClient(uri)
     winner = client.search_model_versions("name = 'faces'")[0].run_id
     model = {"run id": winner, "runs:/": f"runs:/{winner}/model", "models:/": "models:/faces/1"}
     args = ["predict", str(images), "--model", model[form], "--tracking-uri", uri]
