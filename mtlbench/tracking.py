@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from mtlbench.interrupts import ShieldedProxy
-from mtlbench.locks import file_lock, sidecar
+from mtlbench.infra.interrupts import ShieldedProxy
+from mtlbench.infra.locks import file_lock, sidecar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +37,7 @@ def _quiet_mlflow() -> None:
 
 def make_client(uri: str) -> MlflowClient:
     """An MLflow client whose every call finishes before Ctrl-C / SIGTERM takes effect
-    (see :mod:`mtlbench.interrupts`: an interrupted SQLite call keeps the store locked)."""
+    (see :mod:`mtlbench.infra.interrupts`: an interrupted SQLite call keeps the store locked)."""
     from mlflow.tracking import MlflowClient
 
     # After the import: importing mlflow (re)configures its loggers at INFO.

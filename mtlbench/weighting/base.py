@@ -11,8 +11,8 @@ see each step:
 * ``SHARED_PARAMETERS``: per-task gradients of the shared backbone parameters.
 
 Gradient methods return the combined gradient for the shared block; the gradient engine
-(:mod:`mtlbench.gradients`) computes the Jacobian once and applies the result, so no strategy
-runs its own backward pass. Anything a strategy needs from the past reaches it through
+(:mod:`mtlbench.training.gradients`) computes the Jacobian once and applies the result, so no
+strategy runs its own backward pass. Anything a strategy needs from the past reaches it through
 :meth:`Strategy.on_epoch_end` / :meth:`Strategy.after_step` arguments, never through
 attributes set from outside. Every strategy always reports the task weights it applied.
 """
@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from mtlbench.tasks import Task
+from mtlbench.mtl.tasks import Task
 from mtlbench.weighting._linalg import gramian
 
 HyperValue = float | int | str | tuple[float, ...]

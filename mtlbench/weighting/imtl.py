@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtlbench.tasks import Task
+from mtlbench.mtl.tasks import Task
 from mtlbench.weighting._linalg import gramian
 from mtlbench.weighting.base import GradientCombination, GradientNeed, HyperParam, Strategy
 from mtlbench.weighting.registry import register
