@@ -8,6 +8,7 @@ reports and plots consume only those.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,10 +24,45 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
+
+class RunKind(enum.StrEnum):
+    """What an MLflow run of mtlbench is (tag ``mtlbench.kind``)."""
+
+    STUDY = "study"  # the parent run of a grid or Optuna study
+    TRIAL = "trial"  # one (strategy, lr, seed) training run, a child of its study
+    REPORT = "report"  # the files of ``mtlbench report``
+
+
+class Status(enum.StrEnum):
+    """How a trial ended (tag ``mtlbench.status``; the Optuna user attribute of the same name)."""
+
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+# A trial in one of these states is done: --resume keeps it instead of running it again.
+FINAL_STATUSES: frozenset[str] = frozenset({Status.FINISHED, Status.DIVERGED, Status.PRUNED})
+
+# Every MLflow tag name mtlbench writes; tests and other tools read runs back by these.
 PARENT_TAG = "mlflow.parentRunId"
-KIND_TAG = "mtlbench.kind"  # "study" for a parent run, "trial" for a child run
-STATUS_TAG = "mtlbench.status"  # finished | diverged | pruned | failed | interrupted
-SIGNATURE_TAG = "mtlbench.signature"  # hash of a study's definition, to find it for --resume
+RUN_NAME_TAG = "mlflow.runName"
+KIND_TAG = "mtlbench.kind"  # a RunKind
+STATUS_TAG = "mtlbench.status"  # a Status
+SIGNATURE_TAG = "mtlbench.signature"  # fingerprint of a study's definition, to find it for --resume
+N_TRIALS_TAG = "mtlbench.n_trials"  # trials a study asks for
+PARENT_NAME_TAG = "mtlbench.parent_name"  # the experiment of a trial's study
+CHECKPOINT_DIR_TAG = "mtlbench.checkpoint_dir"  # where a trial's checkpoints live
+RESUMED_FROM_TAG = "mtlbench.resumed_from_epoch"  # last epoch of the checkpoint a trial continued
+STUDY_TAG = "mtlbench.study_name"  # Optuna study of a parent or trial run
+TRIAL_TAG = "mtlbench.trial_number"  # Optuna trial number of a trial run
+RETRY_TAG = "mtlbench.retry_of"  # the trial number a retried trial repeats
+WORKER_TAG = "mtlbench.worker"  # host:pid of the worker that ran the trial
+PARETO_TAG = "mtlbench.pareto"  # "true" on the trials of an Optuna Pareto front
+REPORT_PARENTS_TAG = "mtlbench.parent_run_ids"  # studies a report run was built from
+ERROR_TAG = "error"  # one-line error of a failed trial
 
 
 def _quiet_mlflow() -> None:

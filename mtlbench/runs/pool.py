@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from mtlbench.config import RunConfig
-    from mtlbench.runs.launch import PlannedTrial, TrialOutcome
+    from mtlbench.runs.trial import PlannedTrial, TrialOutcome
     from mtlbench.tracking import TrackedRun, Tracker
     from mtlbench.training.prepare import PreparedData
 
@@ -75,7 +75,7 @@ def _set_up(
 
 
 def _run_one(planned: PlannedTrial) -> TrialOutcome:
-    from mtlbench.runs.launch import execute_trial
+    from mtlbench.runs.trial import execute_trial
 
     assert _STATE is not None, "worker not initialised"
     s = _STATE

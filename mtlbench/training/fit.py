@@ -26,6 +26,7 @@ from mtlbench.data.batches import BatchIterator
 from mtlbench.infra.progress import NullReporter, Reporter
 from mtlbench.mtl.model import HydraNet, build_model
 from mtlbench.mtl.tasks import TASKS, task_losses
+from mtlbench.tracking import RESUMED_FROM_TAG, STATUS_TAG, Status
 from mtlbench.training import checkpoint, gradients
 from mtlbench.training.prepare import PreparedData, resolve_amp, resolve_channels_last
 from mtlbench.weighting import Strategy
@@ -234,7 +235,7 @@ def trial_params(
     amp = resolve_amp(cfg.train, device)
     return {
         "strategy": spec.strategy,
-        "lr": f"{spec.lr:g}",
+        "lr": repr(float(spec.lr)),  # exact: --resume matches trials by it
         "seed": str(spec.seed),
         "epochs": str(cfg.train.epochs),
         "batch_size": str(cfg.train.batch_size),
@@ -353,7 +354,7 @@ def fit(
         for record, ts in zip(result.history, timestamps, strict=True):
             metrics = {k: v for k, v in record.items() if k != "epoch"}
             run.log_metrics(metrics, step=int(record["epoch"]), timestamp_ms=ts)
-        run.set_tags({"mtlbench.resumed_from_epoch": start_epoch - 1})
+        run.set_tags({RESUMED_FROM_TAG: start_epoch - 1})
         reporter.info(f"{spec.label}: resuming after epoch {start_epoch - 1} from {checkpoint_dir}")
     epochs = cfg.train.epochs
     for epoch in range(start_epoch, epochs):
@@ -378,7 +379,7 @@ def fit(
             result.message = f"loss of task {diverged!r} became non-finite in epoch {epoch}"
             run.set_tags(
                 {
-                    "mtlbench.status": "diverged",
+                    STATUS_TAG: Status.DIVERGED,
                     "diverged": "true",
                     "diverged_epoch": epoch,
                     "diverged_task": diverged,
@@ -422,7 +423,7 @@ def fit(
             except TrialStopped as stop:
                 result.status = "pruned"
                 result.message = f"stopped after epoch {epoch}: {stop}"
-                run.set_tags({"mtlbench.status": "pruned", "pruned_epoch": epoch})
+                run.set_tags({STATUS_TAG: Status.PRUNED, "pruned_epoch": epoch})
                 break
     if result.status == "finished" and best_state is not None:
         model.load_state_dict(best_state)
@@ -433,7 +434,7 @@ def fit(
         final.update({f"best_val/{k}": v for k, v in result.val.items()})
         final["best_epoch"] = float(result.best_epoch)
         run.log_metrics(final, step=result.best_epoch)
-        run.set_tags({"mtlbench.status": "finished"})
+        run.set_tags({STATUS_TAG: Status.FINISHED})
     if checkpoint_dir is not None and not cfg.train.keep_checkpoints:
         checkpoint.remove(checkpoint_dir)
     return result

@@ -171,7 +171,7 @@ def test_files_are_artifacts_of_a_report_run(reported):
 
 
 def test_one_study_only_still_gets_delta_m_from_the_others(reported, tmp_path):
-    from mtlbench.runs.launch import write_outputs
+    from mtlbench.runs.study import write_outputs
 
     study, _ = reported
     summary, files = write_outputs(study.uri, EXPERIMENT, None, [study.parents[1]], tmp_path)

@@ -54,8 +54,8 @@ def run_local_workers(
 ) -> None:
     import torch
 
+    from mtlbench.runs.optuna.context import target
     from mtlbench.runs.optuna.storage import count
-    from mtlbench.runs.optuna.workers import target
 
     env = {**os.environ, STORAGE_ENV: storage_url}
     commands = worker_commands(study_name, n_workers, devices, torch.get_num_threads())

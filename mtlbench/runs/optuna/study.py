@@ -15,7 +15,6 @@ only the missing trials and never repeats a finished one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -25,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mtlbench.config import ConfigError, RunConfig
 from mtlbench.infra.progress import NullReporter, Reporter
-from mtlbench.runs.optuna.space import Objective, check_strategies, choose_objective
-from mtlbench.runs.optuna.workers import (
+from mtlbench.runs.optuna.context import (
     ATTR_CONFIG,
     ATTR_DATA,
     ATTR_DEFINITION,
@@ -34,21 +32,21 @@ from mtlbench.runs.optuna.workers import (
     ATTR_OBJECTIVE,
     ATTR_PARENT,
     RUN_ATTR,
-    STUDY_TAG,
     StudyContext,
-    TrialRunner,
-    find_parent,
     make_pruner,
     make_sampler,
     target,
     worker_seed,
 )
+from mtlbench.runs.optuna.space import Objective, check_strategies, choose_objective
+from mtlbench.runs.optuna.workers import TrialRunner, find_parent
+from mtlbench.tracking import N_TRIALS_TAG, PARETO_TAG, STUDY_TAG, RunKind
 
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import RDBStorage
 
-    from mtlbench.runs.launch import StudyOutcome
+    from mtlbench.runs.study import StudyOutcome
     from mtlbench.tracking import TrackedRun, Tracker
     from mtlbench.training.prepare import PreparedData
 
@@ -62,43 +60,6 @@ def check_study_name(name: str) -> str:
             "(at most 120 characters, starting with a letter or digit)"
         )
     return name
-
-
-def study_definition(cfg: RunConfig, data_params: dict[str, str]) -> dict[str, Any]:
-    """Everything that decides what a trial of the study computes (not where or how fast it
-    runs, nor N): a re-run continues the study only if this is unchanged."""
-    d = cfg.to_dict()
-    data = {k: v for k, v in d["data"].items() if k not in ("source", "cache_dir")}
-    train = {
-        k: v
-        for k, v in d["train"].items()
-        if k not in ("device", "eval_batch_size", "checkpoint_dir", "keep_checkpoints")
-    }
-    keys = ("strategies", "seeds", "strategy_params", "lr_range", "objective")
-    search = {k: d["search"][k] for k in keys}
-    definition = {
-        "data": data,
-        "data_sha256": data_params["data_sha256"],
-        "split_sha256": data_params["split_sha256"],
-        "model": d["model"],
-        "train": train,
-        "search": search,
-        "experiment": cfg.tracking.experiment,
-    }
-    return json.loads(json.dumps(definition, default=str))
-
-
-def fingerprint(definition: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new)):
-            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [f"{prefix.rstrip('.')} {old!r} -> {new!r}"]
 
 
 def stored_config(cfg: RunConfig) -> dict[str, Any]:
@@ -131,8 +92,8 @@ class OpenStudy:
 def coordinator_storage(cfg: RunConfig) -> tuple[str, RDBStorage]:
     """The study's storage URL (``--storage`` or the local default), opened with table
     creation: the coordinator is the one process that may create them."""
+    from mtlbench.runs.optuna.context import quiet_optuna
     from mtlbench.runs.optuna.storage import default_storage, open_storage
-    from mtlbench.runs.optuna.workers import quiet_optuna
 
     quiet_optuna()
     s = cfg.search
@@ -152,19 +113,21 @@ def open_study(
     """Create the study (study, MLflow parent run, user attributes) or continue the existing
     one of the same name, checking it asks for the same work."""
     from mtlbench.report import tables as report
-    from mtlbench.runs.launch import study_params
     from mtlbench.runs.optuna.storage import load_study, redact, study_exists
+    from mtlbench.runs.study import differences, fingerprint, study_definition, study_params
     from mtlbench.tracking import KIND_TAG, load_trials
 
     s = cfg.search
     url, rdb = storage or coordinator_storage(cfg)
     definition = study_definition(cfg, data.params)
-    name = check_study_name(s.study_name or f"{cfg.tracking.experiment}-{fingerprint(definition)}")
+    name = check_study_name(
+        s.study_name or f"{cfg.tracking.experiment}-{fingerprint(definition, 8)}"
+    )
     if study_exists(rdb, name):
         probe = load_study(rdb, name)
         seed = worker_seed(s.sampler_seed, worker_index, len(probe.get_trials(deepcopy=False)))
         ctx = StudyContext.from_study(probe)
-        changed = _differences(probe.user_attrs.get(ATTR_DEFINITION, {}), definition)
+        changed = differences(probe.user_attrs.get(ATTR_DEFINITION, {}), definition)
         if changed:
             raise ConfigError(
                 f"Optuna study {name!r} in {redact(url)!r} was created with other settings "
@@ -179,7 +142,7 @@ def open_study(
         study.set_user_attr(ATTR_N_TRIALS, s.n_trials)
         parent = find_parent(tracker, ctx, reporter)
         parent.reopen()
-        parent.set_tags({"mtlbench.n_trials": s.n_trials})
+        parent.set_tags({N_TRIALS_TAG: s.n_trials})
         return OpenStudy(study, ctx, parent, url, resumed=True)
 
     group = {**data.params, "backbone": cfg.model.backbone, "epochs": str(cfg.train.epochs)}
@@ -216,7 +179,7 @@ def open_study(
     parent = tracker.start_run(
         f"optuna {name}",
         params=params,
-        tags={KIND_TAG: "study", STUDY_TAG: name, "mtlbench.n_trials": s.n_trials},
+        tags={KIND_TAG: RunKind.STUDY, STUDY_TAG: name, N_TRIALS_TAG: s.n_trials},
     )
     study.set_user_attr(ATTR_DEFINITION, definition)
     study.set_user_attr(ATTR_DATA, _data_hashes(data))
@@ -248,9 +211,9 @@ def _describe(objective: Objective) -> str:
 
 
 def run_optuna(cfg: RunConfig, reporter: Reporter | None = None) -> StudyOutcome:
-    from mtlbench.runs.launch import StudyOutcome, write_outputs
     from mtlbench.runs.optuna.local import run_local_workers
     from mtlbench.runs.optuna.storage import count, redact
+    from mtlbench.runs.study import StudyOutcome, write_outputs
     from mtlbench.tracking import Tracker
     from mtlbench.training.prepare import prepare_data, resolve_device
 
@@ -338,7 +301,7 @@ def _study_files(
         assert out.pareto is not None
         for run_id in out.pareto["mlflow_run_id"]:
             if run_id:
-                TrackedRun(tracker.client, str(run_id)).set_tags({"mtlbench.pareto": "true"})
+                TrackedRun(tracker.client, str(run_id)).set_tags({PARETO_TAG: "true"})
         reporter.info(f"Pareto front: {len(out.pareto)} trial(s)")
         for record in out.pareto.to_dict("records"):
             shown = {k: v for k, v in record.items() if k != "mlflow_run_id" and v == v}

@@ -63,7 +63,7 @@ def pareto_table(study: optuna.Study, objective: Objective) -> pd.DataFrame:
     """One row per trial on the Pareto front: number, parameters, values, MLflow run."""
     import pandas as pd
 
-    from mtlbench.runs.optuna.workers import RUN_ATTR
+    from mtlbench.runs.optuna.context import RUN_ATTR
 
     rows = []
     for t in sorted(study.best_trials, key=lambda t: t.number):

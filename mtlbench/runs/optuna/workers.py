@@ -21,21 +21,48 @@ stored in the study's user attributes by the process that created the study.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
-import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mtlbench.config import RunConfig, config_from_dict
+from mtlbench.config import RunConfig
 from mtlbench.infra import interrupts
 from mtlbench.infra.errors import UserError
 from mtlbench.infra.progress import NullReporter, Reporter
-from mtlbench.runs.optuna.space import Objective, suggest, with_params
+from mtlbench.runs.optuna.context import (
+    _SURPLUS_MARK,
+    MAX_CONSECUTIVE_FAILURES,
+    RUN_ATTR,
+    STATUS_ATTR,
+    SURPLUS_ATTR,
+    StudyContext,
+    Surplus,
+    TrialsFailed,
+    beyond_budget,
+    make_pruner,
+    make_sampler,
+    quiet_optuna,
+    target,
+    worker_seed,
+)
+from mtlbench.runs.optuna.space import suggest, with_params
 from mtlbench.runs.optuna.storage import SilentTrials, count, fail_stale_trials
+from mtlbench.tracking import (
+    KIND_TAG,
+    PARENT_NAME_TAG,
+    RETRY_TAG,
+    RUN_NAME_TAG,
+    STATUS_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+    WORKER_TAG,
+    RunKind,
+    Status,
+    TrackedRun,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,134 +70,13 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
-    from mtlbench.tracking import TrackedRun, Tracker
-    from mtlbench.training.fit import TrialResult
+    from mtlbench.tracking import Tracker
+    from mtlbench.training.fit import TrialResult, TrialSpec
     from mtlbench.training.prepare import PreparedData
 
-# MLflow tags of Optuna runs (parent: study name; child: study name and trial number).
-STUDY_TAG = "mtlbench.study_name"
-TRIAL_TAG = "mtlbench.trial_number"
-RETRY_TAG = "mtlbench.retry_of"  # the trial number a retried trial repeats
-WORKER_TAG = "mtlbench.worker"  # host:pid of the worker that ran the trial
-# Study user attributes (written once by the creator; n_trials updated by a re-run).
-ATTR_CONFIG = "mtlbench.config"
-ATTR_OBJECTIVE = "mtlbench.objective"
-ATTR_PARENT = "mtlbench.mlflow_parent_run_id"
-ATTR_N_TRIALS = "mtlbench.n_trials"
-ATTR_DATA = "mtlbench.data"  # data_sha256 and split_sha256 every worker must reproduce
-ATTR_DEFINITION = "mtlbench.definition"
-# Trial user attributes.
-STATUS_ATTR = "mtlbench.status"  # finished | pruned | diverged
-RUN_ATTR = "mtlbench.mlflow_run_id"
-SURPLUS_ATTR = "mtlbench.surplus"
 
-MAX_CONSECUTIVE_FAILURES = 3
-_SURPLUS_MARK = "mtlbench: surplus trial"
-
-
-class Surplus(Exception):
-    """This trial is beyond the study's N; it is given up before sampling anything."""
-
-
-class TrialsFailed(UserError):
-    """Several trials in a row raised an error: a bug or a broken setup, not bad luck."""
-
-
-@dataclass(frozen=True)
-class StudyContext:
-    """What a worker reads back from the study."""
-
-    name: str
-    cfg: RunConfig
-    objective: Objective
-    parent_run_id: str
-    data: Mapping[str, str]
-
-    @staticmethod
-    def from_study(study: optuna.Study) -> StudyContext:
-        attrs = study.user_attrs
-        missing = [k for k in (ATTR_CONFIG, ATTR_OBJECTIVE, ATTR_PARENT) if k not in attrs]
-        if missing:
-            raise UserError(
-                f"Optuna study {study.study_name!r} was not created by `mtlbench run --search "
-                f"optuna` (missing user attributes {', '.join(missing)})"
-            )
-        return StudyContext(
-            name=study.study_name,
-            cfg=config_from_dict(attrs[ATTR_CONFIG]),
-            objective=Objective.from_attrs(attrs[ATTR_OBJECTIVE]),
-            parent_run_id=str(attrs[ATTR_PARENT]),
-            data=dict(attrs.get(ATTR_DATA) or {}),
-        )
-
-
-def target(study: optuna.Study) -> int:
-    """N, read each time: a re-run with a larger --n-trials extends a study other workers run."""
-    return int(study.user_attrs[ATTR_N_TRIALS])
-
-
-def beyond_budget(study: optuna.Study, number: int) -> bool:
-    """Whether trial ``number`` is surplus: N trials with smaller numbers are already finished,
-    running or queued. The lowest-numbered of several racing trials always stays in budget."""
-    from optuna.trial import TrialState
-
-    taken = study.get_trials(
-        deepcopy=False,
-        states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING),
-    )
-    return sum(t.number < number for t in taken) >= target(study)
-
-
-def worker_seed(base: int, index: int | None, n_existing: int) -> int:
-    """Sampler seed of worker ``index`` joining a study that already has ``n_existing`` trials.
-
-    A fresh study's first worker uses the base seed (a one-worker study is reproducible). Any
-    other worker, and any worker of a continued study, needs another stream: a sampler seeded
-    as before redraws the very parameters of the earlier trials. Random for a worker without
-    an index (``mtlbench worker`` without --worker-index)."""
-    if index is None:
-        return secrets.randbelow(2**31)
-    return (base + 10_007 * index + 1_000_003 * n_existing) % 2**31
-
-
-def make_sampler(ctx: StudyContext, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
-    import optuna
-
-    if ctx.objective.kind == "pareto":
-        # A population of about a quarter of the budget, so small studies still evolve.
-        population = max(4, min(50, n_trials // 4))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-    return optuna.samplers.TPESampler(seed=seed)
-
-
-def make_pruner(ctx: StudyContext) -> optuna.pruners.BasePruner:
-    import optuna
-
-    s = ctx.cfg.search
-    if s.pruner == "none" or not ctx.objective.prunable:
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=s.prune_startup_trials, n_warmup_steps=s.prune_warmup_epochs
-    )
-
-
-class _DropExpected(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        # After Ctrl-C, Optuna reports the interrupted trial as failed, with a traceback;
-        # the CLI's one-line "interrupted" message says it all.
-        return _SURPLUS_MARK not in record.getMessage() and not interrupts.stopping()
-
-
-def quiet_optuna() -> None:
-    """Optuna logs every trial at INFO; mtlbench reports through its reporter instead. Failed
-    trials still show (WARNING), except the surplus trials this module gives up on purpose
-    and trials stopped by Ctrl-C."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for handler in logging.getLogger("optuna").handlers:
-        if not any(isinstance(f, _DropExpected) for f in handler.filters):
-            handler.addFilter(_DropExpected())
+class TrialError(Exception):
+    """A trial raised an error; its MLflow run holds the traceback (error.txt)."""
 
 
 class TrialRunner:
@@ -262,23 +168,52 @@ class TrialRunner:
     # --- one trial ----------------------------------------------------------------------------
 
     def _objective(self, trial: optuna.Trial) -> float | list[float]:
+        """Optuna's objective: one trial through :func:`mtlbench.runs.trial.run_trial`.
+
+        A failed trial raises (Optuna records it FAIL); a pruned or diverged one raises
+        ``TrialPruned`` (it counts towards N, without a value)."""
         import optuna
 
-        from mtlbench.tracking import KIND_TAG, STATUS_TAG
-        from mtlbench.training import checkpoint
-        from mtlbench.training.fit import TrialStopped, fit, trial_params
+        from mtlbench.runs.trial import run_trial
 
         if beyond_budget(self.study, trial.number):
             trial.set_user_attr(SURPLUS_ATTR, True)
             raise Surplus(f"{_SURPLUS_MARK}: the study already holds or runs its trials")
-        cfg = self.ctx.cfg
-        spec, items = suggest(trial, cfg)
-        trial_cfg = with_params(cfg, items)
-        ckpt_root = checkpoint.root_for(cfg.train.checkpoint_dir, cfg.tracking.resolved_uri)
-        retry_of, resumable = self._close_dead_run(trial, ckpt_root)
+        spec, items = suggest(trial, self.ctx.cfg)
+        trial_cfg = with_params(self.ctx.cfg, items)
+        child = self._open_run(trial, spec, trial_cfg)
+        objective = self.ctx.objective
+        on_epoch = self._pruning_callback(trial, trial_cfg) if objective.prunable else None
+        outcome = run_trial(
+            spec, trial_cfg, self.data, self.device, child, self.reporter, on_epoch=on_epoch
+        )
+        result = outcome.result
+        if result is None:  # failed: run_trial tagged the run and logged the traceback
+            trial.set_user_attr("mtlbench.error", outcome.message)
+            self.reporter.warn(f"trial #{trial.number} {spec.label}: FAILED ({outcome.message})")
+            raise TrialError(outcome.message)
+        self.results.append(result)
+        trial.set_user_attr(STATUS_ATTR, result.status)
+        if result.status != Status.FINISHED:
+            self.reporter.info(f"trial #{trial.number} {spec.label}: {result.status}")
+            raise optuna.TrialPruned(result.message)
+        values = objective.values(result.val)
+        if objective.kind == "val_delta_m":
+            child.log_metrics({"best_val/delta_m": values[0]}, step=result.best_epoch)
+        shown = ", ".join(f"{n}={v:.4g}" for n, v in zip(objective.names, values, strict=True))
+        self.reporter.info(f"trial #{trial.number} {spec.label}: {shown}")
+        return values if objective.kind == "pareto" else values[0]
+
+    def _open_run(self, trial: optuna.Trial, spec: TrialSpec, trial_cfg: RunConfig) -> TrackedRun:
+        """The trial's MLflow run: a dead worker's run continued in place when it left a
+        checkpoint on this machine, else a new child run of the study."""
+        from mtlbench.runs.trial import checkpoint_root
+        from mtlbench.training.fit import trial_params
+
+        retry_of, resumable = self._close_dead_run(trial, checkpoint_root(self.ctx.cfg))
         tags: dict[str, Any] = {
-            KIND_TAG: "trial",
-            "mtlbench.parent_name": cfg.tracking.experiment,
+            KIND_TAG: RunKind.TRIAL,
+            PARENT_NAME_TAG: self.ctx.cfg.tracking.experiment,
             STUDY_TAG: self.ctx.name,
             TRIAL_TAG: trial.number,
             WORKER_TAG: self.worker_id,
@@ -286,11 +221,10 @@ class TrialRunner:
         if retry_of is not None:
             tags[RETRY_TAG] = retry_of
         if resumable is not None:
-            # The dead worker's run has a checkpoint on this machine: continue it in place.
             child = resumable
             child.reopen()
             child.set_tags(tags)
-            child.set_tags({"mlflow.runName": f"#{trial.number} {spec.label}"})
+            child.set_tags({RUN_NAME_TAG: f"#{trial.number} {spec.label}"})
         else:
             child = self.tracker.start_run(
                 f"#{trial.number} {spec.label}",
@@ -299,8 +233,15 @@ class TrialRunner:
                 parent=self.parent,
             )
         trial.set_user_attr(RUN_ATTR, child.run_id)
-        objective = self.ctx.objective
+        return child
 
+    def _pruning_callback(
+        self, trial: optuna.Trial, trial_cfg: RunConfig
+    ) -> Callable[[int, dict[str, float]], None]:
+        """Reports each epoch's objective to Optuna and stops the trial when it should prune."""
+        from mtlbench.training.fit import TrialStopped
+
+        objective = self.ctx.objective
         last_epoch = trial_cfg.train.epochs - 1
 
         @interrupts.shield  # storage calls, made from inside the interruptible fit
@@ -311,43 +252,7 @@ class TrialRunner:
             if epoch < last_epoch and trial.should_prune():
                 raise TrialStopped(f"median pruner at epoch {epoch}: {objective.kind}={value:.4g}")
 
-        try:
-            with interrupts.interruptible():
-                result = fit(
-                    spec,
-                    trial_cfg,
-                    self.data,
-                    self.device,
-                    run=child,
-                    reporter=self.reporter,
-                    on_epoch=on_epoch if objective.prunable else None,
-                    checkpoint_dir=ckpt_root / child.run_id,
-                )
-        except KeyboardInterrupt:
-            child.set_tags({STATUS_TAG: "interrupted"})
-            child.end("KILLED")
-            raise
-        except Exception as exc:
-            message = " ".join(f"{exc.__class__.__name__}: {exc}".split())[:300]
-            trial.set_user_attr("mtlbench.error", message)
-            child.set_tags({STATUS_TAG: "failed", "error": message})
-            _log_traceback(child)
-            child.end("FAILED")
-            self.reporter.warn(f"trial #{trial.number} {spec.label}: FAILED ({message})")
-            raise
-        child.end("FINISHED")
-        self.results.append(result)
-        trial.set_user_attr(STATUS_ATTR, result.status)
-        if result.status != "finished":
-            # Pruned, or diverged: a result (it counts towards N), but without a value.
-            self.reporter.info(f"trial #{trial.number} {spec.label}: {result.status}")
-            raise optuna.TrialPruned(result.message)
-        values = objective.values(result.val)
-        if objective.kind == "val_delta_m":
-            child.log_metrics({"best_val/delta_m": values[0]}, step=result.best_epoch)
-        shown = ", ".join(f"{n}={v:.4g}" for n, v in zip(objective.names, values, strict=True))
-        self.reporter.info(f"trial #{trial.number} {spec.label}: {shown}")
-        return values if objective.kind == "pareto" else values[0]
+        return on_epoch
 
     def _close_dead_run(
         self, trial: optuna.Trial, ckpt_root: Path
@@ -357,7 +262,6 @@ class TrialRunner:
         there); a run without a checkpoint is marked failed and the retry starts afresh."""
         from optuna.trial import TrialState
 
-        from mtlbench.tracking import STATUS_TAG
         from mtlbench.training import checkpoint
 
         mine = [
@@ -382,7 +286,7 @@ class TrialRunner:
                 continue
             run.set_tags(
                 {
-                    STATUS_TAG: "failed",
+                    STATUS_TAG: Status.FAILED,
                     "error": f"worker died (no heartbeat); retried as trial #{trial.number}",
                 }
             )
@@ -390,21 +294,11 @@ class TrialRunner:
         return int(system.get("failed_trial", previous)), resumable
 
 
-def _log_traceback(run: Any) -> None:
-    import traceback
-
-    log_text = getattr(run, "log_text", None)
-    if log_text is not None:
-        log_text(traceback.format_exc(), "error.txt")
-
-
 def find_parent(tracker: Tracker, ctx: StudyContext, reporter: Reporter) -> TrackedRun:
     """The study's MLflow parent run: the one recorded in the study if this store has it, else
     the oldest run tagged with the study name, else a new one (a worker whose MLflow store is
     not the one the study was created with)."""
-    from mtlbench.tracking import KIND_TAG
-
-    found = tracker.find_runs({KIND_TAG: "study", STUDY_TAG: ctx.name})
+    found = tracker.find_runs({KIND_TAG: RunKind.STUDY, STUDY_TAG: ctx.name})
     for run, _ in found:
         if run.run_id == ctx.parent_run_id:
             return run
@@ -414,7 +308,9 @@ def find_parent(tracker: Tracker, ctx: StudyContext, reporter: Reporter) -> Trac
         f"no parent run of study {ctx.name!r} in MLflow store {tracker.uri}; creating one "
         "(workers should share the study's MLflow tracking server)"
     )
-    return tracker.start_run(f"optuna {ctx.name}", tags={KIND_TAG: "study", STUDY_TAG: ctx.name})
+    return tracker.start_run(
+        f"optuna {ctx.name}", tags={KIND_TAG: RunKind.STUDY, STUDY_TAG: ctx.name}
+    )
 
 
 def check_data(ctx: StudyContext, params: Mapping[str, str]) -> None:

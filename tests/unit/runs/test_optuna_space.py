@@ -10,6 +10,7 @@ import pytest
 
 from mtlbench.config import ConfigError, RunConfig, SearchConfig
 from mtlbench.report.tables import delta_m
+from mtlbench.runs.optuna.context import ATTR_N_TRIALS, beyond_budget, worker_seed
 from mtlbench.runs.optuna.space import (
     Objective,
     check_strategies,
@@ -18,7 +19,6 @@ from mtlbench.runs.optuna.space import (
     validation_baselines,
     with_params,
 )
-from mtlbench.runs.optuna.workers import ATTR_N_TRIALS, beyond_budget, worker_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 VAL = {"score": 0.8, "age_mae": 9.0, "gender_acc": 0.75, "race_acc": 0.5}
@@ -166,7 +166,7 @@ def test_beyond_budget_lets_only_the_lowest_racing_trial_through():
 
 
 def test_pruner_follows_config_and_objective():
-    from mtlbench.runs.optuna.workers import StudyContext, make_pruner
+    from mtlbench.runs.optuna.context import StudyContext, make_pruner
 
     def pruner(objective: str, **search: object):
         return make_pruner(StudyContext("s", _cfg(**search), Objective(objective), "run", {}))
