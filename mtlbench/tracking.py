@@ -54,6 +54,7 @@ STATUS_TAG = "mtlbench.status"  # a Status
 SIGNATURE_TAG = "mtlbench.signature"  # fingerprint of a study's definition, to find it for --resume
 N_TRIALS_TAG = "mtlbench.n_trials"  # trials a study asks for
 PARENT_NAME_TAG = "mtlbench.parent_name"  # the experiment of a trial's study
+LR_TAG = "mtlbench.lr"  # a trial's exact learning rate (the lr param is rounded, "%g")
 CHECKPOINT_DIR_TAG = "mtlbench.checkpoint_dir"  # where a trial's checkpoints live
 RESUMED_FROM_TAG = "mtlbench.resumed_from_epoch"  # last epoch of the checkpoint a trial continued
 STUDY_TAG = "mtlbench.study_name"  # Optuna study of a parent or trial run
@@ -229,7 +230,7 @@ class Tracker:
             ChildRun(
                 TrackedRun(self.client, r.info.run_id),
                 r.data.params.get("strategy", ""),
-                r.data.params.get("lr", ""),
+                r.data.tags.get(LR_TAG) or r.data.params.get("lr", ""),
                 r.data.params.get("seed", ""),
                 r.data.tags.get(STATUS_TAG, ""),
             )

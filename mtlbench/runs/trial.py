@@ -22,6 +22,7 @@ from mtlbench.tracking import (
     CHECKPOINT_DIR_TAG,
     ERROR_TAG,
     KIND_TAG,
+    LR_TAG,
     PARENT_NAME_TAG,
     STATUS_TAG,
     RunKind,
@@ -80,7 +81,7 @@ def run_trial(
     """Train ``spec`` in the open MLflow run ``run`` and close the run with its outcome."""
     start = time.perf_counter()
     folder = checkpoint_folder(cfg, run.run_id)
-    run.set_tags({CHECKPOINT_DIR_TAG: folder})
+    run.set_tags({CHECKPOINT_DIR_TAG: folder, LR_TAG: repr(float(spec.lr))})
     try:
         with interrupts.interruptible():
             # Through the module, so a test can stand in for fit.

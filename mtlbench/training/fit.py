@@ -235,7 +235,7 @@ def trial_params(
     amp = resolve_amp(cfg.train, device)
     return {
         "strategy": spec.strategy,
-        "lr": repr(float(spec.lr)),  # exact: --resume matches trials by it
+        "lr": f"{spec.lr:g}",
         "seed": str(spec.seed),
         "epochs": str(cfg.train.epochs),
         "batch_size": str(cfg.train.batch_size),
