@@ -36,7 +36,7 @@ from mtlbench.data.synthetic import make_synthetic_folder
 from mtlbench.infra.progress import NullReporter
 from mtlbench.mtl.model import build_model
 from mtlbench.mtl.tasks import TASKS
-from mtlbench.training.fit import make_optimizer, train_one_epoch
+from mtlbench.training.loop import make_optimizer, train_one_epoch
 
 
 class TutorialDataset(Dataset[tuple[torch.Tensor, tuple[int, int, int]]]):

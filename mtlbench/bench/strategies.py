@@ -39,8 +39,8 @@ from mtlbench.config import ModelConfig, TrainConfig
 from mtlbench.mtl.model import HydraNet, build_model
 from mtlbench.mtl.tasks import TASKS, random_batch, task_losses
 from mtlbench.training import gradients
-from mtlbench.training.fit import make_optimizer
 from mtlbench.training.gradients import JacobianMode
+from mtlbench.training.loop import make_optimizer
 from mtlbench.weighting.base import GradientCombination, GradientNeed, Strategy
 
 

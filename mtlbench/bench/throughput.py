@@ -17,7 +17,7 @@ from torch import nn
 from mtlbench.config import ModelConfig, TrainConfig
 from mtlbench.mtl.model import build_backbone, build_model
 from mtlbench.mtl.tasks import TASKS, random_batch, task_losses
-from mtlbench.training.fit import make_optimizer
+from mtlbench.training.loop import make_optimizer
 
 
 class TutorialHydraNet(nn.Module):

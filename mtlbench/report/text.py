@@ -83,7 +83,10 @@ def _tcrit(n: int) -> float:
 
 
 def caveats(tidy: pd.DataFrame, summary: pd.DataFrame, primary: str) -> list[str]:
-    """What the numbers can and cannot support, computed from this group's trials."""
+    """What the numbers can and cannot support, computed from this group's trials.
+
+    Long on purpose: a flat list of independent checks, each a few lines that append one
+    sentence, in the order the report prints them; splitting it would scatter the wording."""
     out: list[str] = []
     methods = summary[summary["kind"] == report.KIND_METHOD]
     seeds = sorted({int(n) for n in methods["n_seeds"]}) if not methods.empty else []

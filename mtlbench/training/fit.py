@@ -1,7 +1,8 @@
 """Fit one configuration (strategy, learning rate, seed) and evaluate it.
 
-Structure after torchvision's reference ``train.py``: :func:`train_one_epoch` and
-:func:`evaluate` do one thing each; :func:`fit` loops over epochs, logs through a
+Structure after torchvision's reference ``train.py``: ``train_one_epoch`` and ``evaluate``
+(:mod:`mtlbench.training.loop`) do one thing each; :func:`fit` restores, steps and saves one
+:class:`_Trial` per epoch, logs through a
 :class:`~mtlbench.tracking.TrackedRun`-like object, keeps the best-validation weights and
 evaluates them on test once at the end.
 """
@@ -12,27 +13,23 @@ import copy
 import math
 import time
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import nn
 
 from mtlbench import weighting
-from mtlbench.config import RunConfig, TrainConfig
+from mtlbench.config import RunConfig
 from mtlbench.data.batches import BatchIterator
 from mtlbench.infra.progress import NullReporter, Reporter
-from mtlbench.mtl.model import HydraNet, build_model
-from mtlbench.mtl.tasks import TASKS, task_losses
+from mtlbench.mtl.model import build_model
+from mtlbench.mtl.tasks import TASKS
 from mtlbench.tracking import RESUMED_FROM_TAG, STATUS_TAG, Status
-from mtlbench.training import checkpoint, gradients
+from mtlbench.training import checkpoint
+from mtlbench.training.loop import EpochStats, evaluate, make_optimizer, train_one_epoch
 from mtlbench.training.prepare import PreparedData, resolve_amp, resolve_channels_last
-from mtlbench.weighting import Strategy
 from mtlbench.weighting.registry import describe
-
-PROGRESS_EVERY = 10  # steps between host syncs for the progress bar and the NaN check
 
 
 class RunLike(Protocol):
@@ -84,16 +81,6 @@ class TrialSpec:
         return f"{self.strategy} lr={self.lr:g} seed={self.seed}"
 
 
-@dataclass(frozen=True)
-class EpochStats:
-    task_losses: torch.Tensor  # [T] means of unweighted training losses
-    total_loss: float  # mean of the weighted objective
-    weights: torch.Tensor  # [T] mean applied weights
-    images: int
-    seconds: float
-    diverged_task: str | None = None  # set when a loss became NaN/inf
-
-
 @dataclass
 class TrialResult:
     spec: TrialSpec
@@ -104,120 +91,6 @@ class TrialResult:
     history: list[dict[str, float]] = field(default_factory=list)
     message: str = ""
     train_seconds: float = 0.0  # inside train_one_epoch only (this process, this attempt)
-
-
-def make_optimizer(
-    train: TrainConfig, lr: float, model: nn.Module, strategy: nn.Module
-) -> torch.optim.Optimizer:
-    groups: list[dict[str, Any]] = [
-        {"params": [p for p in model.parameters() if p.requires_grad]},
-    ]
-    strategy_params = [p for p in strategy.parameters() if p.requires_grad]
-    if strategy_params:
-        # Learned weighting parameters (log-variances ...) must not be decayed towards 0.
-        groups.append({"params": strategy_params, "weight_decay": 0.0})
-    # Fused kernels (CPU and CUDA): one pass over all parameters; on ResNet18 on CPU the fused
-    # AdamW step takes 5 ms against 22 ms for the default per-tensor loop.
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay, fused=True
-        )
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=train.weight_decay, fused=True)
-
-
-def train_one_epoch(
-    model: HydraNet,
-    strategy: Strategy,
-    optimizer: torch.optim.Optimizer,
-    batches: BatchIterator,
-    *,
-    amp_dtype: torch.dtype | None,
-    reporter: Reporter,
-    description: str,
-) -> EpochStats:
-    model.train()
-    tasks = model.tasks
-    device = next(model.parameters()).device
-    loss_sum = torch.zeros(len(tasks), device=device, dtype=torch.float64)
-    weight_sum = torch.zeros(len(tasks), device=device, dtype=torch.float64)
-    total_sum = torch.zeros((), device=device, dtype=torch.float64)
-    shared, heads = model.shared_parameters(), model.head_parameters()
-    n_steps = n_images = reported = 0
-    start = time.perf_counter()
-    autocast = (
-        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-    )
-    with reporter.progress(description, total=len(batches)) as bar:
-        for x, y in batches:
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                out = model(x)
-            losses = task_losses(out.outputs, y, tasks)
-            step = gradients.backward(strategy, losses, out.features, shared, heads)
-            optimizer.step()
-            if strategy.needs_losses_after_step:
-                with torch.no_grad(), autocast:
-                    after = task_losses(model(x).outputs, y, tasks)
-                strategy.after_step(losses.detach(), after.detach())
-            loss_sum += losses.detach().double()
-            weight_sum += step.weights.double()
-            total_sum += step.total_loss.double()
-            n_steps += 1
-            n_images += x.shape[0]
-            if n_steps % PROGRESS_EVERY == 0 or n_steps == len(batches):
-                if not math.isfinite(float(total_sum)) or not torch.isfinite(loss_sum).all():
-                    break
-                elapsed = time.perf_counter() - start
-                bar.advance(
-                    n_steps - reported,
-                    loss=float(total_sum) / n_steps,
-                    img_s=n_images / max(elapsed, 1e-9),
-                )
-                reported = n_steps
-    seconds = time.perf_counter() - start
-    means = (loss_sum / max(n_steps, 1)).float().cpu()
-    diverged = None
-    if not torch.isfinite(means).all() or not math.isfinite(float(total_sum)):
-        bad = [t.name for t, v in zip(tasks, means.tolist(), strict=True) if not math.isfinite(v)]
-        diverged = bad[0] if bad else "total"
-    return EpochStats(
-        task_losses=means,
-        total_loss=float(total_sum) / max(n_steps, 1),
-        weights=(weight_sum / max(n_steps, 1)).float().cpu(),
-        images=n_images,
-        seconds=seconds,
-        diverged_task=diverged,
-    )
-
-
-@torch.no_grad()
-def evaluate(
-    model: HydraNet, batches: BatchIterator, *, amp_dtype: torch.dtype | None = None
-) -> dict[str, float]:
-    """Per-task mean losses (``loss_<task>``) and metrics (``age_mae`` ...) over a split."""
-    model.eval()
-    tasks = model.tasks
-    device = next(model.parameters()).device
-    loss_sum = torch.zeros(len(tasks), device=device, dtype=torch.float64)
-    metric_sum = torch.zeros(len(tasks), device=device, dtype=torch.float64)
-    n = 0
-    autocast = (
-        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-    )
-    for x, y in batches:
-        with autocast:
-            out = model(x)
-        b = x.shape[0]
-        loss_sum += task_losses(out.outputs, y, tasks).double() * b
-        metric_sum += torch.stack(
-            [t.metric_sum(o, y) for t, o in zip(tasks, out.outputs, strict=True)]
-        ).double()
-        n += b
-    losses = (loss_sum / max(n, 1)).tolist()
-    metrics = (metric_sum / max(n, 1)).tolist()
-    result = {f"loss_{t.name}": v for t, v in zip(tasks, losses, strict=True)}
-    result.update({t.metric: v for t, v in zip(tasks, metrics, strict=True)})
-    return result
 
 
 def _seed_everything(seed: int) -> None:
@@ -275,6 +148,159 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class _Trial:
+    """The state of one trial while it trains: model, strategy, optimiser, batches, the result
+    so far and the best weights. :func:`fit` drives it: restore, then one :meth:`epoch` and one
+    :meth:`save` per epoch, then :meth:`finish`."""
+
+    def __init__(
+        self, spec: TrialSpec, cfg: RunConfig, data: PreparedData, device: torch.device
+    ) -> None:
+        _seed_everything(spec.seed)
+        self.spec, self.cfg, self.data = spec, cfg, data
+        model = build_model(cfg.model, TASKS)
+        model.init_regression_bias(0, data.reference.age_median)
+        self.channels_last = resolve_channels_last(cfg.train, device)
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = model.to(device).to(memory_format=memory_format)
+        if cfg.train.compile:
+            # In place (nn.Module.compile), so state_dict keys and checkpoints stay the same.
+            self.model.backbone.compile()
+        self.strategy = weighting.create(
+            spec.strategy, TASKS, seed=spec.seed, overrides=cfg.search.strategy_params
+        ).to(device)
+        self.trained = self.strategy.trained_tasks()
+        self.optimizer = make_optimizer(cfg.train, spec.lr, self.model, self.strategy)
+        self.amp_dtype = resolve_amp(cfg.train, device)
+        self.gen = torch.Generator(device=device).manual_seed(spec.seed)
+        self.train_batches = BatchIterator(
+            *data.train,
+            cfg.train.batch_size,
+            shuffle=True,
+            augment=cfg.data.augment,
+            generator=self.gen,
+            drop_last=len(data.train[0]) > cfg.train.batch_size,
+            channels_last=self.channels_last,
+        )
+        self.result = TrialResult(spec, status=Status.FINISHED)
+        self.best_score = math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.timestamps: list[int] = []
+        self.metrics: dict[str, float] = {}  # the last epoch's, as logged
+
+    def eval_batches(self, split: tuple[torch.Tensor, torch.Tensor]) -> BatchIterator:
+        return BatchIterator(
+            *split,
+            self.cfg.train.eval_batch_size,
+            shuffle=False,
+            augment=False,
+            generator=None,
+            channels_last=self.channels_last,
+        )
+
+    def restore(self, folder: Path, run: RunLike) -> int:
+        """Continue from the last checkpoint in ``folder``; returns the next epoch. The stored
+        history is logged again with its own timestamps (MLflow drops exact duplicates)."""
+        state = checkpoint.load(folder, checkpoint.LAST)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.strategy.load_state_dict(state["strategy"])
+        checkpoint.restore_rng(state["rng"], self.gen)
+        result = self.result
+        result.history, self.timestamps = list(state["history"]), list(state["timestamps"])
+        result.best_epoch, self.best_score = int(state["best_epoch"]), float(state["best_score"])
+        result.val = dict(state["best_val"])
+        if result.best_epoch >= 0:
+            self.best_state = checkpoint.load(folder, checkpoint.BEST)
+        for record, ts in zip(result.history, self.timestamps, strict=True):
+            metrics = {k: v for k, v in record.items() if k != "epoch"}
+            run.log_metrics(metrics, step=int(record["epoch"]), timestamp_ms=ts)
+        next_epoch = int(state["epoch"]) + 1
+        run.set_tags({RESUMED_FROM_TAG: next_epoch - 1})
+        return next_epoch
+
+    def epoch(self, epoch: int, run: RunLike, reporter: Reporter) -> dict[str, float] | None:
+        """Train and validate one epoch; returns its validation metrics, or None when a loss
+        became non-finite (the trial is then over, status ``diverged``)."""
+        epochs = self.cfg.train.epochs
+        stats = train_one_epoch(
+            self.model,
+            self.strategy,
+            self.optimizer,
+            self.train_batches,
+            amp_dtype=self.amp_dtype,
+            reporter=reporter,
+            description=f"{self.spec.label}  epoch {epoch + 1}/{epochs}",
+        )
+        result = self.result
+        result.train_seconds += stats.seconds
+        val_start = time.perf_counter()
+        val = evaluate(self.model, self.eval_batches(self.data.val), amp_dtype=self.amp_dtype)
+        # The last step's update can blow up the weights with every training loss still
+        # finite: non-finite validation losses are divergence too.
+        bad_val = [t.name for t in TASKS if not math.isfinite(val[f"loss_{t.name}"])]
+        diverged = stats.diverged_task or (f"{bad_val[0]} (validation)" if bad_val else None)
+        if diverged is not None:
+            result.status = Status.DIVERGED
+            result.message = f"loss of task {diverged!r} became non-finite in epoch {epoch}"
+            run.set_tags(
+                {
+                    STATUS_TAG: Status.DIVERGED,
+                    "diverged": "true",
+                    "diverged_epoch": epoch,
+                    "diverged_task": diverged,
+                }
+            )
+            return None
+        self.strategy.on_epoch_end(epoch, stats.task_losses)
+        val["score"] = self.data.reference.score(val, self.trained)
+        epoch_s = stats.seconds + time.perf_counter() - val_start
+        metrics = _epoch_metrics(stats, val, epoch_s, self.strategy.diagnostics())
+        result.history.append({"epoch": float(epoch), **metrics})
+        self.timestamps.append(_now_ms())
+        if val["score"] < self.best_score:
+            self.best_score = val["score"]
+            result.best_epoch = epoch
+            result.val = dict(val)
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        self.metrics = metrics
+        return val
+
+    def save(self, epoch: int, folder: Path) -> None:
+        """Atomic checkpoints after ``epoch``: everything :meth:`restore` needs, and the best
+        weights when this epoch improved them."""
+        if self.result.best_epoch == epoch and self.best_state is not None:
+            checkpoint.save(self.best_state, folder, checkpoint.BEST)
+        state = {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "rng": checkpoint.rng_state(self.gen),
+            "history": self.result.history,
+            "timestamps": self.timestamps,
+            "best_epoch": self.result.best_epoch,
+            "best_score": self.best_score,
+            "best_val": self.result.val,
+        }
+        checkpoint.save(state, folder, checkpoint.LAST)
+
+    def finish(self, run: RunLike) -> None:
+        """Evaluate the best weights on test and log the final metrics (finished trials)."""
+        result = self.result
+        if result.status != Status.FINISHED or self.best_state is None:
+            return
+        self.model.load_state_dict(self.best_state)
+        test = evaluate(self.model, self.eval_batches(self.data.test), amp_dtype=self.amp_dtype)
+        test["score"] = self.data.reference.score(test, self.trained)
+        result.test = test
+        final = {f"test/{k}": v for k, v in test.items()}
+        final.update({f"best_val/{k}": v for k, v in result.val.items()})
+        final["best_epoch"] = float(result.best_epoch)
+        run.log_metrics(final, step=result.best_epoch)
+        run.set_tags({STATUS_TAG: Status.FINISHED})
+
+
 def fit(
     spec: TrialSpec,
     cfg: RunConfig,
@@ -298,143 +324,28 @@ def fit(
     """
     run = run or NullRun()
     reporter = reporter or NullReporter()
-    _seed_everything(spec.seed)
-    model = build_model(cfg.model, TASKS)
-    model.init_regression_bias(0, data.reference.age_median)
-    channels_last = resolve_channels_last(cfg.train, device)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device).to(memory_format=memory_format)
-    if cfg.train.compile:
-        # In place (nn.Module.compile), so state_dict keys and checkpoints stay the same.
-        model.backbone.compile()
-    strategy = weighting.create(
-        spec.strategy, TASKS, seed=spec.seed, overrides=cfg.search.strategy_params
-    ).to(device)
-    trained = strategy.trained_tasks()
-    optimizer = make_optimizer(cfg.train, spec.lr, model, strategy)
-    amp_dtype = resolve_amp(cfg.train, device)
-    gen = torch.Generator(device=device).manual_seed(spec.seed)
-    train_batches = BatchIterator(
-        *data.train,
-        cfg.train.batch_size,
-        shuffle=True,
-        augment=cfg.data.augment,
-        generator=gen,
-        drop_last=len(data.train[0]) > cfg.train.batch_size,
-        channels_last=channels_last,
-    )
-
-    def eval_batches(split: tuple[torch.Tensor, torch.Tensor]) -> BatchIterator:
-        return BatchIterator(
-            *split,
-            cfg.train.eval_batch_size,
-            shuffle=False,
-            augment=False,
-            generator=None,
-            channels_last=channels_last,
-        )
-
-    result = TrialResult(spec, status="finished")
-    best_score = math.inf
-    best_state: dict[str, torch.Tensor] | None = None
-    timestamps: list[int] = []
+    trial = _Trial(spec, cfg, data, device)
+    result = trial.result
     start_epoch = 0
     if checkpoint_dir is not None and checkpoint.exists(checkpoint_dir, checkpoint.LAST):
-        state = checkpoint.load(checkpoint_dir, checkpoint.LAST)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        strategy.load_state_dict(state["strategy"])
-        checkpoint.restore_rng(state["rng"], gen)
-        result.history, timestamps = list(state["history"]), list(state["timestamps"])
-        result.best_epoch, best_score = int(state["best_epoch"]), float(state["best_score"])
-        result.val = dict(state["best_val"])
-        if result.best_epoch >= 0:
-            best_state = checkpoint.load(checkpoint_dir, checkpoint.BEST)
-        start_epoch = int(state["epoch"]) + 1
-        for record, ts in zip(result.history, timestamps, strict=True):
-            metrics = {k: v for k, v in record.items() if k != "epoch"}
-            run.log_metrics(metrics, step=int(record["epoch"]), timestamp_ms=ts)
-        run.set_tags({RESUMED_FROM_TAG: start_epoch - 1})
+        start_epoch = trial.restore(checkpoint_dir, run)
         reporter.info(f"{spec.label}: resuming after epoch {start_epoch - 1} from {checkpoint_dir}")
-    epochs = cfg.train.epochs
-    for epoch in range(start_epoch, epochs):
-        stats = train_one_epoch(
-            model,
-            strategy,
-            optimizer,
-            train_batches,
-            amp_dtype=amp_dtype,
-            reporter=reporter,
-            description=f"{spec.label}  epoch {epoch + 1}/{epochs}",
-        )
-        result.train_seconds += stats.seconds
-        val_start = time.perf_counter()
-        val = evaluate(model, eval_batches(data.val), amp_dtype=amp_dtype)
-        # The last step's update can blow up the weights with every training loss still
-        # finite: non-finite validation losses are divergence too.
-        bad_val = [t.name for t in TASKS if not math.isfinite(val[f"loss_{t.name}"])]
-        diverged = stats.diverged_task or (f"{bad_val[0]} (validation)" if bad_val else None)
-        if diverged is not None:
-            result.status = "diverged"
-            result.message = f"loss of task {diverged!r} became non-finite in epoch {epoch}"
-            run.set_tags(
-                {
-                    STATUS_TAG: Status.DIVERGED,
-                    "diverged": "true",
-                    "diverged_epoch": epoch,
-                    "diverged_task": diverged,
-                }
-            )
+    for epoch in range(start_epoch, cfg.train.epochs):
+        val = trial.epoch(epoch, run, reporter)
+        if val is None:
             break
-        strategy.on_epoch_end(epoch, stats.task_losses)
-        val["score"] = data.reference.score(val, trained)
-        epoch_s = stats.seconds + time.perf_counter() - val_start
-        metrics = _epoch_metrics(stats, val, epoch_s, strategy.diagnostics())
-        result.history.append({"epoch": float(epoch), **metrics})
-        timestamps.append(_now_ms())
-        if val["score"] < best_score:
-            best_score = val["score"]
-            result.best_epoch = epoch
-            result.val = dict(val)
-            best_state = copy.deepcopy(model.state_dict())
-            if checkpoint_dir is not None:
-                checkpoint.save(best_state, checkpoint_dir, checkpoint.BEST)
         if checkpoint_dir is not None:
-            checkpoint.save(
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "strategy": strategy.state_dict(),
-                    "rng": checkpoint.rng_state(gen),
-                    "history": result.history,
-                    "timestamps": timestamps,
-                    "best_epoch": result.best_epoch,
-                    "best_score": best_score,
-                    "best_val": result.val,
-                },
-                checkpoint_dir,
-                checkpoint.LAST,
-            )
-        run.log_metrics(metrics, step=epoch, timestamp_ms=timestamps[-1])
+            trial.save(epoch, checkpoint_dir)
+        run.log_metrics(trial.metrics, step=epoch, timestamp_ms=trial.timestamps[-1])
         if on_epoch is not None:
             try:
                 on_epoch(epoch, dict(val))
             except TrialStopped as stop:
-                result.status = "pruned"
+                result.status = Status.PRUNED
                 result.message = f"stopped after epoch {epoch}: {stop}"
                 run.set_tags({STATUS_TAG: Status.PRUNED, "pruned_epoch": epoch})
                 break
-    if result.status == "finished" and best_state is not None:
-        model.load_state_dict(best_state)
-        test = evaluate(model, eval_batches(data.test), amp_dtype=amp_dtype)
-        test["score"] = data.reference.score(test, trained)
-        result.test = test
-        final = {f"test/{k}": v for k, v in test.items()}
-        final.update({f"best_val/{k}": v for k, v in result.val.items()})
-        final["best_epoch"] = float(result.best_epoch)
-        run.log_metrics(final, step=result.best_epoch)
-        run.set_tags({STATUS_TAG: Status.FINISHED})
+    trial.finish(run)
     if checkpoint_dir is not None and not cfg.train.keep_checkpoints:
         checkpoint.remove(checkpoint_dir)
     return result

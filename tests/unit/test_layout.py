@@ -115,3 +115,35 @@ def test_the_checks_see_a_cycle_and_an_upward_import() -> None:
     }
     assert _cycles(fake) == [["mtlbench.runs.grid", "mtlbench.runs.pool", "mtlbench.runs.grid"]]
     assert _upward(fake) == ["mtlbench.training.fit -> mtlbench.runs.trial"]
+
+
+MAX_LINES = 80
+
+
+def _long_functions(root: Path) -> list[str]:
+    """Functions whose body (signature and docstring aside: a Typer command declares its options
+    in the signature) runs over MAX_LINES lines without saying why ("Long on purpose")."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            doc = ast.get_docstring(node) or ""
+            body = node.body[1:] if doc else node.body
+            if not body:
+                continue
+            lines = (body[-1].end_lineno or body[-1].lineno) - body[0].lineno + 1
+            if lines > MAX_LINES and "long on purpose" not in doc.lower():
+                out.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({lines})")
+    return out
+
+
+def test_no_function_runs_long_without_a_reason(tmp_path: Path) -> None:
+    assert _long_functions(ROOT) == []
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES + 1))
+    (pkg / "m.py").write_text(
+        f"def f():\n{body}\n\n\ndef g():\n    '''Long on purpose.'''\n{body}\n"
+    )
+    assert _long_functions(pkg) == [f"pkg/m.py:1 f ({MAX_LINES + 1})"]

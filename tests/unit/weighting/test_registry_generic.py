@@ -11,7 +11,7 @@ from mtlbench.config import ModelConfig, TrainConfig
 from mtlbench.mtl.model import build_model
 from mtlbench.mtl.tasks import TASKS, random_batch, task_losses
 from mtlbench.training import gradients
-from mtlbench.training.fit import make_optimizer
+from mtlbench.training.loop import make_optimizer
 
 
 def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
