@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
+
 import numpy as np
 
 from mtlbench.toy.pareto import pareto_set

@@ -132,7 +132,7 @@ def run_trajectory(spec: str, start: Start, cfg: ToyConfig, scale: float) -> Tra
     own = [p for p in strategy.parameters() if p.requires_grad]
     if own:
         groups.append({"params": own, "lr": cfg.strategy_lr})
-    optimizer = torch.optim.Adam(groups)  # type: ignore[arg-type]
+    optimizer = torch.optim.Adam(groups)
 
     points = np.full((cfg.steps + 1, 2), np.nan)
     weights = np.full((cfg.steps, 2), np.nan)

@@ -184,7 +184,8 @@ def test_distance_is_zero_on_the_set_and_vectorised() -> None:
     curve = pareto_set(37)  # other samples than the default polyline's
     assert np.all(distance(curve) < 1e-8)  # the chord error of the default polyline: 5e-9
     end = pareto_set(2)[1]  # (7, x2*(1)): beyond the end along x1, the end is the nearest
-    assert distance(np.array([end + [5.0, 0.0], end])) == pytest.approx([5.0, 0.0], abs=1e-12)
+    beyond = end + np.array([5.0, 0.0])
+    assert distance(np.stack([beyond, end])) == pytest.approx([5.0, 0.0], abs=1e-12)
 
 
 def test_front_is_the_losses_along_the_set() -> None:

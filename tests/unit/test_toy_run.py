@@ -58,8 +58,8 @@ def test_the_strategy_receives_the_2_by_2_jacobian_and_its_gradient_moves_x(
     assert jac.shape == (2, 2)
     for task in range(2):  # row t = gradient of loss t, by mpmath differentiation
         ref = [
-            mp.diff(lambda a: paper_losses(a, mp.mpf(7.5))[task], mp.mpf(-8.5)),
-            mp.diff(lambda b: paper_losses(mp.mpf(-8.5), b)[task], mp.mpf(7.5)),
+            mp.diff(lambda a, t=task: paper_losses(a, mp.mpf(7.5))[t], mp.mpf(-8.5)),
+            mp.diff(lambda b, t=task: paper_losses(mp.mpf(-8.5), b)[t], mp.mpf(7.5)),
         ]
         assert jac[task].tolist() == pytest.approx([float(r) for r in ref], rel=1e-5, abs=1e-6)
     # The losses handed over are the shifted ones (f_i + 21).
