@@ -268,6 +268,14 @@ class RandomStrategy(Strategy):
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed)
 
+    def draw_orders(self) -> list[list[int]]:
+        """For each task i, a random order of the other tasks (PCGrad, GradVac)."""
+        orders = []
+        for i in range(self.n_tasks):
+            perm = torch.randperm(self.n_tasks, generator=self.generator).tolist()
+            orders.append([j for j in perm if j != i])
+        return orders
+
     def get_extra_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
 

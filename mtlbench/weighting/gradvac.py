@@ -77,10 +77,7 @@ class GradVac(RandomStrategy):
         )
 
     def gramian_weights(self, gram: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
-        orders = []
-        for i in range(self.n_tasks):
-            perm = torch.randperm(self.n_tasks, generator=self.generator).tolist()
-            orders.append([j for j in perm if j != i])
+        orders = self.draw_orders()
         targets = self.targets.cpu().numpy().copy()
         beta = float(self.config["beta"])  # type: ignore[arg-type]
         values = gradvac_weights(gram.numpy(), targets, orders, beta)
