@@ -232,7 +232,9 @@ class Strategy(nn.Module):
         Strategies without a solver report nothing (an empty dict)."""
         if not self._tracks_solver:
             return {}
-        return {k: float(self.get_buffer(k)) for k in ("steps", "solver_failures", "fallback_steps")}
+        return {
+            k: float(self.get_buffer(k)) for k in ("steps", "solver_failures", "fallback_steps")
+        }
 
     _tracks_solver: bool = False
 

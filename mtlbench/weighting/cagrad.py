@@ -15,9 +15,11 @@ norms 1e-3 and 1e3 are as accurate as equal ones. Every candidate is primal feas
 one is the optimum. (A conic solver on the trace-normalised Gramian, used before, reported
 "optimal" 10.8% away from it on that input: the small task's entries were 1e-12 of the trace,
 the size of its tolerances.) Zero task gradients are left out of the enumeration (their
-improvement is 0 whatever ``d``; the others' optimum is then also optimal), and ``d = 0`` is a
-candidate when ``c >= 1``. Larger T use a small second-order cone program (cvxpy + CLARABEL,
-compiled once). Weights ``b`` are reported; with ``c = 0`` they are 1/T.
+improvement is 0 whatever ``d``; the others' optimum is then also optimal). When no direction
+improves every task (e.g. opposite rows), the optimum value is 0 if some ``d`` in the ball
+conflicts with no task; those ``d`` form a set, and we return the one closest to ``g0`` (its
+projection onto the dual cone, a candidate whenever it lies in the ball). Larger T use a small
+second-order cone program (cvxpy + CLARABEL, compiled once). Weights ``b`` are reported; with ``c = 0`` they are 1/T.
 
 Scale convention: the paper's ``d*`` (mean-gradient scale, no extra factor). The official code
 divides by ``1 + c^2`` (``rescale=1``), LibMTL multiplies by T: the same direction at another
@@ -43,7 +45,7 @@ import numpy as np
 import torch
 
 from mtlbench.tasks import Task
-from mtlbench.weighting._linalg import zero_rows
+from mtlbench.weighting._linalg import dual_cone_weights, zero_rows
 from mtlbench.weighting.base import GradientNeed, HyperParam, Strategy
 from mtlbench.weighting.registry import register
 
@@ -70,8 +72,13 @@ def cagrad_active_set(gram: np.ndarray, c: float) -> np.ndarray:
     live = np.flatnonzero(~zero_rows(g))
     scale = 1.0 / np.sqrt(np.diag(g)[live])
     candidates = [centre]
-    if c >= 1.0:
-        candidates.append(np.zeros(n))  # d = 0 is in the ball
+    # When no direction improves every task (0 in the convex hull), the optimum is 0 whenever
+    # some d in the ball conflicts with no task, and such d form a set: we take the one
+    # closest to g0, the projection of g0 onto the dual cone (UPGrad's projection).
+    projected = dual_cone_weights(g, centre)
+    shift = projected - centre
+    if float(shift @ g @ shift) <= radius * radius * (1.0 + 1e-12):
+        candidates.append(projected)
     for size in range(1, len(live) + 1):
         for pos in itertools.combinations(range(len(live)), size):
             idx, sc = live[list(pos)], scale[list(pos)]

@@ -16,7 +16,7 @@ from mtlbench import weighting
 from mtlbench.tasks import Task
 from mtlbench.weighting.base import GradientCombination, Strategy
 from tests.exact_reference import convex, equations
-from tests.exact_reference.exact import FLOOR, REL, assert_close, exact_gram, to_np
+from tests.exact_reference.exact import FLOOR, REL, assert_close, exact_gram, floor, to_np
 from tests.exact_reference.regimes import Case
 
 Check = Callable[[Case], None]
@@ -54,14 +54,19 @@ def _rows(case: Case) -> np.ndarray:
     return case.rows.astype(np.float64)
 
 
-def _no_conflict(label: str, d: np.ndarray, case: Case, weights: np.ndarray) -> None:
-    """``<d, g_t> >= -tol ||d|| ||g_t||`` with tol = REL plus the float32 floor."""
+def _no_conflict(
+    label: str, d: np.ndarray, case: Case, weights: np.ndarray, got: np.ndarray
+) -> None:
+    """``<d, g_t> >= -tol ||d|| ||g_t||`` with tol = REL, plus the rounding floor."""
     rows = _rows(case)
     norms = np.linalg.norm(rows, axis=1)
-    floor = FLOOR * float(np.abs(weights) @ norms)
     dots = rows @ d.astype(np.float64)
-    bound = -(REL * np.linalg.norm(d) + floor) * norms
+    bound = -(REL * np.linalg.norm(d) + floor(rows, weights, got)) * norms
     assert (dots >= bound).all(), f"{label}: conflicts with a task: {dots} < {bound}"
+
+
+def _w(combo: GradientCombination) -> np.ndarray:
+    return combo.weights.detach().double().cpu().numpy()
 
 
 def _counters(strategy: Strategy) -> dict[str, float]:
@@ -73,8 +78,8 @@ def check_mgda(case: Case, name: str = "mgda") -> None:
     combo = combine(create(name, case), case)
     a = to_np(convex.min_norm(_gram(case)))
     d = combo.gradient.double().numpy()
-    assert_close(name, d, _rows(case), a)
-    _no_conflict(name, d, case, a)
+    assert_close(name, d, _rows(case), a, got_weights=_w(combo))
+    _no_conflict(name, d, case, a, _w(combo))
     assert abs(float(combo.weights.sum()) - 1.0) < 1e-5, "MGDA weights lie on the simplex"
 
 
@@ -86,8 +91,8 @@ def check_upgrad(case: Case) -> None:
     combo = combine(create("upgrad", case), case)
     a = to_np(convex.upgrad(_gram(case)))
     d = combo.gradient.double().numpy()
-    assert_close("upgrad", d, _rows(case), a)
-    _no_conflict("upgrad", d, case, a)
+    assert_close("upgrad", d, _rows(case), a, got_weights=_w(combo))
+    _no_conflict("upgrad", d, case, a, _w(combo))
 
 
 def check_cagrad(case: Case, c: float = 0.4) -> None:
@@ -99,17 +104,16 @@ def check_cagrad(case: Case, c: float = 0.4) -> None:
     d = combo.gradient.double().numpy()
     g0 = rows.mean(axis=0)
     radius = c * np.linalg.norm(g0)
-    b = combo.weights.double().numpy()
-    floor = FLOOR * float(np.abs(b) @ np.linalg.norm(rows, axis=1))
+    slack = floor(rows, _w(combo), None if b_ref is None else to_np(b_ref))
     # primal feasibility and optimality: min_t g_t . d reaches the dual optimum F*
-    assert np.linalg.norm(d - g0) <= radius * (1 + REL) + floor, "cagrad: d outside the ball"
+    assert np.linalg.norm(d - g0) <= radius * (1 + REL) + slack, "cagrad: d outside the ball"
     worst = float((rows @ d).min())
-    scale = float(np.linalg.norm(rows, axis=1).max()) * (np.linalg.norm(d) + floor)
+    scale = float(np.linalg.norm(rows, axis=1).max()) * (np.linalg.norm(d) + slack)
     assert worst >= float(value) - REL * abs(float(value)) - FLOOR * scale, (
         f"cagrad: worst improvement {worst:.9e} below the optimum {float(value):.9e}"
     )
     if b_ref is not None:
-        assert_close("cagrad", d, rows, to_np(b_ref))
+        assert_close("cagrad", d, rows, to_np(b_ref), got_weights=_w(combo))
     assert _counters(strategy)["fallback_steps"] == 0.0
 
 
@@ -126,7 +130,7 @@ def check_nash_mtl(case: Case) -> None:
         return
     assert counts["solver_failures"] == 0.0, f"nash_mtl fell back on a solvable case: {counts}"
     a = to_np(ref)
-    assert_close("nash_mtl", combo.gradient.double().numpy(), _rows(case), a)
+    assert_close("nash_mtl", combo.gradient.double().numpy(), _rows(case), a, got_weights=_w(combo))
     g = to_np(gram)
     residual = np.abs(weights * (g @ weights) - 1.0).max()
     assert residual < 1e-4, f"nash_mtl: G a != 1/a (residual {residual:.2e})"
@@ -147,13 +151,13 @@ def check_imtl(case: Case) -> None:
         if zero:
             assert not d.any(), f"imtl: d = 0 solves IMTL-G here, got ||d|| = {np.linalg.norm(d)}"
         else:
-            assert_close(f"imtl/{variant}", d, rows, ref)
+            assert_close(f"imtl/{variant}", d, rows, ref, got_weights=_w(combo))
         norms = np.linalg.norm(rows, axis=1)
         live = norms > 0
         proj = rows[live] @ d / norms[live]
-        floor = FLOOR * float(np.abs(ref) @ norms)
+        slack = floor(rows, ref, _w(combo))
         spread = float(proj.max() - proj.min()) if len(proj) else 0.0
-        assert spread <= REL * float(np.abs(proj).max(initial=0.0)) + 4 * floor, (
+        assert spread <= REL * float(np.abs(proj).max(initial=0.0)) + 4 * slack, (
             f"imtl/{variant}: unequal projections {proj}"
         )
         assert abs(float(combo.weights.sum()) - 1.0) < 1e-4 or zero
@@ -162,7 +166,9 @@ def check_imtl(case: Case) -> None:
 def check_aligned_mtl(case: Case) -> None:
     combo = combine(create("aligned_mtl", case), case)
     a = to_np(equations.aligned(_gram(case)))
-    assert_close("aligned_mtl", combo.gradient.double().numpy(), _rows(case), a)
+    assert_close(
+        "aligned_mtl", combo.gradient.double().numpy(), _rows(case), a, got_weights=_w(combo)
+    )
 
 
 def check_pcgrad(case: Case) -> None:
@@ -170,7 +176,7 @@ def check_pcgrad(case: Case) -> None:
     orders = copy.deepcopy(strategy).draw_orders()  # the orders this call will draw
     combo = combine(strategy, case)
     a = to_np(equations.pcgrad(_gram(case), orders))
-    assert_close("pcgrad", combo.gradient.double().numpy(), _rows(case), a)
+    assert_close("pcgrad", combo.gradient.double().numpy(), _rows(case), a, got_weights=_w(combo))
 
 
 def check_gradvac(case: Case) -> None:
@@ -181,7 +187,9 @@ def check_gradvac(case: Case) -> None:
     orders = copy.deepcopy(strategy).draw_orders()
     combo = combine(strategy, case)
     a, new = equations.gradvac(_gram(case), targets.tolist(), orders, 0.3)
-    assert_close("gradvac", combo.gradient.double().numpy(), _rows(case), to_np(a))
+    assert_close(
+        "gradvac", combo.gradient.double().numpy(), _rows(case), to_np(a), got_weights=_w(combo)
+    )
     got = strategy.get_buffer("targets").numpy()
     assert np.allclose(got, to_np(mp.matrix(new)), atol=1e-6), "gradvac: EMA of the cosines"
 
@@ -251,5 +259,7 @@ def check_db_mtl(case: Case) -> None:
     norms = [scale[t] * mp.sqrt(gram[t, t]) for t in range(n)]
     top = max(norms)
     a = [scale[t] * top / norms[t] if norms[t] > 0 else mp.mpf(0) for t in range(n)]
-    assert_close("db_mtl", combo.gradient.double().numpy(), _rows(case), to_np(a))
+    assert_close(
+        "db_mtl", combo.gradient.double().numpy(), _rows(case), to_np(a), got_weights=_w(combo)
+    )
     return None

@@ -58,7 +58,7 @@ def dual_cone_projection(gram: mp.matrix, u: list) -> list:
     cone): KKT ``(G v)_F = 0`` on the free set, ``(G v)_B >= 0`` and ``v_B = u_B`` on the rest."""
     n = gram.rows
     tol = TINY * _scale(gram) * max(1, max(abs(x) for x in u))
-    candidates = [[]] + list(subsets(list(range(n))))
+    candidates = [[], *subsets(list(range(n)))]
     for free in candidates:
         bound = [t for t in range(n) if t not in free]
         v = list(u)
@@ -157,14 +157,13 @@ def nash(gram: mp.matrix, start: np.ndarray | None) -> list | None:
         step = mp.lu_solve(hess, grad)
         t = mp.mpf(1)
         value = f(a)
-        while True:
+        decrement = mp.fsum(grad[i] * step[i] for i in range(n))
+        cand = [a[i] - step[i] for i in range(n)]
+        while decrement > mp.mpf(10) ** -20:  # damped phase; then pure Newton (quadratic)
             cand = [a[i] - t * step[i] for i in range(n)]
-            if min(cand) > 0 and f(cand) <= value - mp.mpf("1e-4") * t * mp.fsum(
-                grad[i] * step[i] for i in range(n)
-            ):
+            if min(cand) > 0 and f(cand) <= value - mp.mpf("1e-4") * t * decrement:
                 break
             t /= 2
             assert t > mp.mpf(10) ** -50, "Nash reference: no descent"
         a = cand
     raise AssertionError("Nash reference did not converge")
-

@@ -25,7 +25,7 @@ def imtl_g(gram: mp.matrix) -> tuple[list | None, bool]:
     g = sub(gram, live, live)
     # the null space of G (in the live rows): d = 0 solves the system iff a null vector has a
     # non-zero sum
-    u, s, v = mp.svd_r(g)
+    _, s, v = mp.svd_r(g)
     null = [j for j in range(k) if s[j] <= TINY * s[0]]
     if null:
         sums = [mp.fsum(v[j, i] for i in range(k)) for j in null]
@@ -64,10 +64,11 @@ def aligned(gram: mp.matrix) -> list:
     eigenpairs with ``lambda > RANK_TOL sum_t v_t^2 G_tt``."""
     n = gram.rows
     values, vectors = mp.eigsy(gram)
+    top = max(gram[t, t] for t in range(n))
     kept = []
     for j in range(n):
         scale = mp.fsum(vectors[t, j] ** 2 * gram[t, t] for t in range(n))
-        if values[j] > RANK_TOL * scale and values[j] > 0:
+        if values[j] > RANK_TOL * scale and values[j] > TINY * top:
             kept.append(j)
     if not kept:
         return [mp.mpf(0)] * n
@@ -110,7 +111,8 @@ def gradvac(
         for j in orders[i]:
             norm_i = mp.sqrt(max(quad(gram, coef), 0))
             norm_j = mp.sqrt(gram[j, j])
-            if norm_i == 0 or norm_j == 0:
+            size = mp.fsum(abs(coef[k]) * mp.sqrt(gram[k, k]) for k in range(n))
+            if norm_i <= mp.mpf(10) ** -30 * size or norm_j == 0:  # g_i' = 0: no cosine
                 continue
             phi = max(-1, min(1, gdot(gram, coef)[j] / (norm_i * norm_j)))
             target = new[i][j]

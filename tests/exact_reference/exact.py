@@ -13,6 +13,7 @@ mp.mp.dps = 60
 EPS32 = float(np.finfo(np.float32).eps)
 FLOOR = 64 * EPS32  # float32 rounding floor, relative to sum_t |a_t| ||g_t||
 REL = 1e-4  # required relative accuracy
+F64_FLOOR = 2.0**-40  # float64 round-off of the T x T algebra, relative to max_t ||g_t||
 TINY = mp.mpf(10) ** -40  # "zero" in 60-digit arithmetic, relative
 
 
@@ -108,15 +109,30 @@ def direction(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.asarray(weights, dtype=np.float64) @ np.asarray(rows, dtype=np.float64)
 
 
-def assert_close(
-    label: str, got: np.ndarray, rows: np.ndarray, weights: np.ndarray, rel: float = REL
-) -> None:
-    """``||got - J^T a|| <= rel ||J^T a|| + FLOOR sum_t |a_t| ||g_t||``."""
-    want = direction(rows, weights)
+def floor(rows: np.ndarray, *weights: np.ndarray | None) -> float:
+    """What float32 rounding of an update ``J^T a`` can account for: ``FLOOR sum_t |a_t|
+    ||g_t||`` for the reference's weights or the implementation's (when ``J^T a`` is not
+    unique, either ``a`` is valid), plus float64 round-off of the T x T algebra."""
     norms = np.linalg.norm(np.asarray(rows, dtype=np.float64), axis=1)
-    floor = FLOOR * float(np.abs(weights) @ norms)
+    sizes = [
+        float(np.abs(np.asarray(w, dtype=np.float64)) @ norms) for w in weights if w is not None
+    ]
+    return FLOOR * max(sizes, default=0.0) + F64_FLOOR * float(norms.max(initial=0.0))
+
+
+def assert_close(
+    label: str,
+    got: np.ndarray,
+    rows: np.ndarray,
+    weights: np.ndarray,
+    rel: float = REL,
+    got_weights: np.ndarray | None = None,
+) -> None:
+    """``||got - J^T a|| <= rel ||J^T a|| + floor``."""
+    want = direction(rows, weights)
+    floor_ = floor(rows, weights, got_weights)
     err = float(np.linalg.norm(np.asarray(got, dtype=np.float64) - want))
-    bound = rel * float(np.linalg.norm(want)) + floor
+    bound = rel * float(np.linalg.norm(want)) + floor_
     assert np.all(np.isfinite(got)), f"{label}: non-finite output"
     assert err <= bound, (
         f"{label}: ||d - d_ref|| = {err:.3e} > {bound:.3e} (||d_ref|| = "
