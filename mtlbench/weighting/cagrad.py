@@ -19,7 +19,8 @@ improvement is 0 whatever ``d``; the others' optimum is then also optimal). When
 improves every task (e.g. opposite rows), the optimum value is 0 if some ``d`` in the ball
 conflicts with no task; those ``d`` form a set, and we return the one closest to ``g0`` (its
 projection onto the dual cone, a candidate whenever it lies in the ball). Larger T use a small
-second-order cone program (cvxpy + CLARABEL, compiled once). Weights ``b`` are reported; with ``c = 0`` they are 1/T.
+second-order cone program (cvxpy + CLARABEL, compiled once). Weights ``b`` are reported; with
+``c = 0`` they are 1/T.
 
 Scale convention: the paper's ``d*`` (mean-gradient scale, no extra factor). The official code
 divides by ``1 + c^2`` (``rescale=1``), LibMTL multiplies by T: the same direction at another

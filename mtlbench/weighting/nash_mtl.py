@@ -8,8 +8,8 @@ minimise exactly with a damped Newton method in float64, scale-free: with
 ``D = diag(G)^(-1/2)``, ``a = D x`` solves ``x * (C x) = 1`` for the unit-diagonal ``C = D G D``
 (before, the solve ran on ``G / tr G`` and called a task with gradient norm 1e-3 next to 1e3
 "zero", falling back on a problem that has a solution). Warm-started from the previous step.
-The paper approximates the same solution with a sequence of convex programs (20 CCP iterations of cvxpy +
-ECOS); the exact solve removes that iteration limit.
+The paper approximates the same solution with a sequence of convex programs (20 CCP
+iterations of cvxpy + ECOS); the exact solve removes that iteration limit.
 
 A solution exists only if some direction improves every task. With a zero task gradient or two
 opposite ones it does not (``f`` is unbounded below): the public implementations then keep the

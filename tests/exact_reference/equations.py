@@ -112,7 +112,8 @@ def gradvac(
             norm_i = mp.sqrt(max(quad(gram, coef), 0))
             norm_j = mp.sqrt(gram[j, j])
             size = mp.fsum(abs(coef[k]) * mp.sqrt(gram[k, k]) for k in range(n))
-            if norm_i <= mp.mpf(10) ** -30 * size or norm_j == 0:  # g_i' = 0: no cosine
+            # g_i' = 0 (up to 1e-30 from sqrt(1 - phi^2) of a 1e-60 round-off): no cosine
+            if norm_i <= mp.mpf(10) ** -20 * size or norm_j == 0:
                 continue
             phi = max(-1, min(1, gdot(gram, coef)[j] / (norm_i * norm_j)))
             target = new[i][j]
