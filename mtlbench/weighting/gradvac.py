@@ -15,7 +15,7 @@ on the float64 Gramian (``g_i^GV = sum_k C_ik g_k``), reports ``a = C^T 1`` and 
 from its own seeded generator: torchjd's ``GradVacWeighting`` draws them from the global RNG (the
 same reason as for PCGrad; measured: 8 global seeds, 4 different updates, up to 83% apart).
 Guards not in the paper: pairs with a zero gradient are skipped (cosine undefined), also when
-``g_i^GV`` has become zero up to round-off (1e-10 of ``sum_k |C_ik| ||g_k||``: a correction
+``g_i^GV`` has become zero up to round-off (1e-6 of ``sum_k |C_ik| ||g_k||``: a correction
 against a parallel, opposite ``g_j`` cancels it exactly, and the cosine of the remaining noise
 would drive the EMA), and no correction is made when ``|phihat| = 1``.
 """
@@ -33,7 +33,9 @@ from mtlbench.tasks import Task
 from mtlbench.weighting.base import GradientNeed, HyperParam, RandomStrategy
 from mtlbench.weighting.registry import register
 
-_CANCELLED = 1e-10
+# ||g_i'|| comes from a quadratic form of the Gramian: cancellation leaves sqrt(eps) ~ 1e-8
+_CANCELLED = 1e-6
+_PARALLEL = 1e-12
 
 
 def gradvac_weights(
@@ -54,7 +56,9 @@ def gradvac_weights(
             if norm_i <= _CANCELLED * size or norm_j == 0.0:
                 continue
             phi = float(coef @ gram[:, j]) / (norm_i * norm_j)
-            phi = min(1.0, max(-1.0, phi))
+            # parallel up to round-off: exactly +-1, so that a correction against an opposite
+            # g_j cancels g_i' to round-off (sqrt(1 - phi^2) would amplify 1e-16 to 1e-8)
+            phi = math.copysign(1.0, phi) if abs(phi) > 1.0 - _PARALLEL else phi
             target = float(targets[i, j])
             root_target = math.sqrt(max(1.0 - target * target, 0.0))
             if phi < target and root_target > 0.0:

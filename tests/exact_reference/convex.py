@@ -21,30 +21,34 @@ def min_norm(gram: mp.matrix) -> list:
     """``argmin_{a in simplex} a^T G a``: KKT ``(G a)_t >= a^T G a`` for every t, equality on
     the support. The min-norm point ``J^T a`` is unique (``a`` need not be)."""
     n = gram.rows
+    zero = [t for t in range(n) if gram[t, t] == 0]
+    if zero:  # the min-norm point is 0, at that vertex
+        return [mp.mpf(1) if t == zero[0] else mp.mpf(0) for t in range(n)]
     tol = TINY * _scale(gram)
     for support in subsets(list(range(n))):
+        # KKT of min a^T G a on the support's affine hull, in the unit-diagonal variables
+        # y = a ||g||: [[C, c], [c^T, 0]] [y; nu] = [0; 1 / |D 1|], c = D 1 / |D 1|
         k = len(support)
+        inv = [1 / mp.sqrt(gram[t, t]) for t in support]
+        size = mp.sqrt(mp.fsum(x**2 for x in inv))
         kkt = mp.matrix(k + 1, k + 1)
         for i in range(k):
             for j in range(k):
-                kkt[i, j] = gram[support[i], support[j]]
-            kkt[i, k] = kkt[k, i] = 1
-        rhs = mp.matrix([0] * k + [1])
-        if abs(det(kkt)) < TINY * _scale(gram) ** k:
+                kkt[i, j] = gram[support[i], support[j]] * inv[i] * inv[j]
+            kkt[i, k] = kkt[k, i] = inv[i] / size
+        if abs(det(kkt)) < TINY:
             continue
-        sol = mp.lu_solve(kkt, rhs)
+        y = mp.lu_solve(kkt, mp.matrix([0] * k + [1 / size]))
+        sol = [y[i] * inv[i] for i in range(k)]
         a = [mp.mpf(0)] * n
         for i, t in enumerate(support):
             a[t] = sol[i]
-        if min(a) < -tol:
+        if min(a) < -TINY:
             continue
         value = quad(gram, a)
         if all(v >= value - tol for v in gdot(gram, a)):
             return a
-    # singular supports only (zero rows): the best vertex is then optimal
-    best = min(range(n), key=lambda t: gram[t, t])
-    assert gram[best, best] <= tol, "no KKT point found for the min-norm problem"
-    return [mp.mpf(1) if t == best else mp.mpf(0) for t in range(n)]
+    raise AssertionError("no KKT point found for the min-norm problem")
 
 
 def no_common_descent(gram: mp.matrix) -> bool:
