@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tests.exact_reference import checks
 from tests.exact_reference.checks import Check
+from tests.exact_reference.wave2 import WAVE2
 
 TABLE: dict[str, Check] = {
     "aligned_mtl": checks.check_aligned_mtl,
@@ -23,4 +24,5 @@ TABLE: dict[str, Check] = {
     "nash_mtl": checks.check_nash_mtl,
     "pcgrad": checks.check_pcgrad,
     "upgrad": checks.check_upgrad,
+    **WAVE2,
 }
