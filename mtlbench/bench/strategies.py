@@ -97,7 +97,11 @@ def _losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[Any, to
 
 def _train_step(v: _Variant, x: torch.Tensor, y: torch.Tensor) -> None:
     model, strategy = v.model, v.strategy
-    out, losses = _losses(model, x, y)
+    # a validation batch of the same size: the training batch itself (the cost is what counts)
+    lr = float(v.optimizer.param_groups[0]["lr"])
+    gradients.prepare_step(strategy, model, (x, y), lambda: (x, y), lr)
+    out = model(x)
+    losses = gradients.step_losses(strategy, out.outputs, y)
     gradients.backward(
         strategy,
         losses,
@@ -107,6 +111,7 @@ def _train_step(v: _Variant, x: torch.Tensor, y: torch.Tensor) -> None:
         mode=v.mode,
     )
     v.optimizer.step()
+    losses = gradients.mean_losses(losses)
     if strategy.needs_losses_after_step:
         with torch.no_grad():
             _, after = _losses(model, x, y)

@@ -27,7 +27,13 @@ from mtlbench.mtl.model import build_model
 from mtlbench.mtl.tasks import TASKS
 from mtlbench.tracking import RESUMED_FROM_TAG, STATUS_TAG, Status
 from mtlbench.training import checkpoint
-from mtlbench.training.loop import EpochStats, evaluate, make_optimizer, train_one_epoch
+from mtlbench.training.loop import (
+    EpochStats,
+    ValidationStream,
+    evaluate,
+    make_optimizer,
+    train_one_epoch,
+)
 from mtlbench.training.prepare import PreparedData, resolve_amp, resolve_channels_last
 from mtlbench.weighting.registry import describe
 
@@ -198,6 +204,18 @@ class _Trial:
             channels_last=self.channels_last,
         )
 
+    def _validation_stream(self, epoch: int) -> ValidationStream | None:
+        """Validation batches for a strategy that declares it learns from them, else None."""
+        if not self.strategy.needs_step_context:
+            return None
+        return ValidationStream(
+            *self.data.val,
+            self.cfg.train.batch_size,
+            seed=self.spec.seed,
+            epoch=epoch,
+            channels_last=self.channels_last,
+        )
+
     def restore(self, folder: Path, run: RunLike) -> int:
         """Continue from the last checkpoint in ``folder``; returns the next epoch. The stored
         history is logged again with its own timestamps (MLflow drops exact duplicates)."""
@@ -231,6 +249,7 @@ class _Trial:
             amp_dtype=self.amp_dtype,
             reporter=reporter,
             description=f"{self.spec.label}  epoch {epoch + 1}/{epochs}",
+            validation_batch=self._validation_stream(epoch),
         )
         result = self.result
         result.train_seconds += stats.seconds

@@ -17,6 +17,11 @@ needs, the engine
   gradient-sized state (``gradients_per_parameter``: DB-MTL) get the gradients parameter by
   parameter; the others get the matrix.
 
+Strategies that declare ``samples_per_step = k > 1`` (double sampling) get losses ``[k, T]`` from
+:func:`step_losses` (the batch split into k disjoint parts); the engine computes the gradients of
+all kT losses, hands the strategy their Gramian and forms the update it asks for. Strategies that
+declare ``needs_step_context`` get :func:`prepare_step` before the step (a validation batch).
+
 Task heads of gradient methods receive the gradient of ``sum_t w_t L_t`` with the weights the
 strategy returns (LibMTL feeds them the unweighted sum instead).
 
@@ -31,14 +36,15 @@ is kept in float32 and the combined feature gradient is cast back to the feature
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from mtlbench.weighting.base import GradientNeed, Strategy
+from mtlbench.mtl.tasks import TASKS, Task, task_losses
+from mtlbench.weighting.base import GradientNeed, StepContext, Strategy
 
 JacobianMode = Literal["batched", "sequential"]
 JACOBIAN_MODES: tuple[JacobianMode, ...] = ("batched", "sequential")
@@ -230,6 +236,84 @@ def _heads_backward(
     return total.detach()
 
 
+def step_losses(
+    strategy: Strategy,
+    outputs: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    tasks: Sequence[Task] = TASKS,
+) -> torch.Tensor:
+    """The losses :func:`backward` expects: ``[T]`` batch losses, or ``[k, T]`` for a strategy
+    with ``samples_per_step = k``: the losses of k disjoint, consecutive parts of the (shuffled)
+    batch, i.e. k independent samples; part sizes differ by at most one image."""
+    k = strategy.samples_per_step
+    if k == 1:
+        return task_losses(outputs, labels, tasks)
+    n = labels.shape[0]
+    if n < k:
+        raise ValueError(
+            f"strategy {strategy.name!r} splits each batch into {k} samples; a batch of {n} "
+            f"is too small (batch_size must be at least {k})"
+        )
+    parts = [torch.tensor_split(o, k) for o in outputs]
+    label_parts = torch.tensor_split(labels, k)
+    return torch.stack(
+        [task_losses([p[s] for p in parts], label_parts[s], tasks) for s in range(k)]
+    )
+
+
+def mean_losses(losses: torch.Tensor) -> torch.Tensor:
+    """``[T]``: the batch losses for logging (the mean over samples of ``[k, T]`` losses)."""
+    return losses if losses.dim() == 1 else losses.mean(dim=0)
+
+
+def prepare_step(
+    strategy: Strategy,
+    model: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    validation_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    lr: float,
+    tasks: Sequence[Task] = TASKS,
+) -> None:
+    """Run the strategy's :meth:`~Strategy.prepare_step` when it declares
+    ``needs_step_context``; ``validation_batch`` is called only then."""
+    if not strategy.needs_step_context:
+        return
+
+    def loss_fn(outputs: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        return task_losses(outputs, labels, tasks)
+
+    strategy.prepare_step(StepContext(model, loss_fn, batch, validation_batch(), lr))
+
+
+def _sample_backward(
+    strategy: Strategy,
+    losses: torch.Tensor,
+    shared_params: Sequence[nn.Parameter],
+    head_params: Sequence[nn.Parameter],
+    mode: JacobianMode,
+) -> StepResult:
+    k, n = strategy.samples_per_step, strategy.n_tasks
+    if strategy.needs is not GradientNeed.SHARED_PARAMETERS:
+        raise ValueError(
+            f"strategy {strategy.name!r}: samples_per_step > 1 needs SHARED_PARAMETERS, "
+            f"not {strategy.needs.name}"
+        )
+    if tuple(losses.shape) != (k, n):
+        raise ValueError(
+            f"strategy {strategy.name!r} takes [{k}, {n}] per-sample losses (see step_losses), "
+            f"got shape {tuple(losses.shape)}"
+        )
+    per_task = task_gradients(losses.reshape(-1), shared_params, mode=mode)
+    result = strategy.sample_gramian_weights(per_task.gramian(), losses.detach())
+    shared_grads = per_task.combine(result.shared.reshape(-1))
+    del per_task
+    total = _heads_backward(losses.mean(dim=0), result.weights, head_params, retain_graph=False)
+    for p, g in zip(shared_params, shared_grads, strict=True):
+        g = g.to(p.dtype)
+        p.grad = g if p.grad is None else p.grad + g
+    return StepResult(result.weights.detach().to(losses.device), total)
+
+
 def backward(
     strategy: Strategy,
     losses: torch.Tensor,
@@ -244,6 +328,10 @@ def backward(
     ``mode`` overrides :data:`DEFAULT_MODE` (the benchmark compares both).
     """
     need = strategy.needs
+    if strategy.samples_per_step > 1:
+        return _sample_backward(
+            strategy, losses, shared_params, head_params, mode or DEFAULT_MODE[need]
+        )
     if need is GradientNeed.LOSSES:
         combo = strategy.combine_losses(losses)
         _backward_with_aux(combo.loss, combo.aux_loss)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,63 @@ def make_optimizer(
     return torch.optim.AdamW(groups, lr=lr, weight_decay=train.weight_decay, fused=True)
 
 
+def _no_validation(strategy: Strategy) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    def fail() -> tuple[torch.Tensor, torch.Tensor]:
+        raise ValueError(f"strategy {strategy.name!r} needs validation batches; none were given")
+
+    return fail
+
+
+class ValidationStream:
+    """Validation batches for strategies that learn from validation data (Auto-Lambda).
+
+    Batches cycle through a permutation of the validation split drawn from a generator seeded
+    by (seed, epoch, pass), so the stream is a pure function of the epoch: a run resumed at an
+    epoch boundary sees exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        seed: int,
+        epoch: int,
+        channels_last: bool = False,
+    ) -> None:
+        if images.shape[0] == 0:
+            raise ValueError("the validation split is empty; this strategy needs validation data")
+        self.images, self.labels = images, labels
+        self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
+        self.channels_last = channels_last
+        self.passes = 0
+        self._it: Iterator[tuple[torch.Tensor, torch.Tensor]] = iter(())
+
+    def _next_pass(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator(device=self.images.device)
+        gen.manual_seed((self.seed * 1_000_003 + self.epoch) * 1_009 + self.passes)
+        self.passes += 1
+        return iter(
+            BatchIterator(
+                self.images,
+                self.labels,
+                self.batch_size,
+                shuffle=True,
+                augment=False,
+                generator=gen,
+                channels_last=self.channels_last,
+            )
+        )
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._it = self._next_pass()
+            return next(self._it)
+
+
 def train_one_epoch(
     model: HydraNet,
     strategy: Strategy,
@@ -61,7 +119,10 @@ def train_one_epoch(
     amp_dtype: torch.dtype | None,
     reporter: Reporter,
     description: str,
+    validation_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> EpochStats:
+    """One pass over ``batches``. ``validation_batch`` feeds strategies that declare
+    ``needs_step_context`` (called once per step, only for them)."""
     model.train()
     tasks = model.tasks
     device = next(model.parameters()).device
@@ -77,11 +138,20 @@ def train_one_epoch(
     with reporter.progress(description, total=len(batches)) as bar:
         for x, y in batches:
             optimizer.zero_grad(set_to_none=True)
+            gradients.prepare_step(
+                strategy,
+                model,
+                (x, y),
+                validation_batch or _no_validation(strategy),
+                float(optimizer.param_groups[0]["lr"]),
+                tasks,
+            )
             with autocast:
                 out = model(x)
-            losses = task_losses(out.outputs, y, tasks)
+            losses = gradients.step_losses(strategy, out.outputs, y, tasks)
             step = gradients.backward(strategy, losses, out.features, shared, heads)
             optimizer.step()
+            losses = gradients.mean_losses(losses)
             if strategy.needs_losses_after_step:
                 with torch.no_grad(), autocast:
                     after = task_losses(model(x).outputs, y, tasks)

@@ -3,9 +3,14 @@ them all explicitly (no discovery magic), so the registry is complete once this 
 
 from mtlbench.weighting import (  # noqa: F401  (registration side effect)
     aligned_mtl,
+    auto_lambda,
     cagrad,
+    conflict_free,
     db_mtl,
+    dualproj,
     dwa,
+    excess_mtl,
+    fairgrad,
     famo,
     gls,
     graddrop,
@@ -15,14 +20,19 @@ from mtlbench.weighting import (  # noqa: F401  (registration side effect)
     mean,
     mgda,
     mgda_ub,
+    moco,
+    modo,
     nash_mtl,
     pcgrad,
     rlw,
+    sdmgrad,
     static,
+    stch,
     stl,
     sum,
     uncertainty,
     upgrad,
+    uw_so,
 )
 from mtlbench.weighting.base import (
     GradientCombination,
@@ -30,6 +40,8 @@ from mtlbench.weighting.base import (
     HyperParam,
     LossCombination,
     RandomStrategy,
+    SampleWeights,
+    StepContext,
     Strategy,
 )
 from mtlbench.weighting.registry import available, create, get, register, resolve
@@ -40,6 +52,8 @@ __all__ = [
     "HyperParam",
     "LossCombination",
     "RandomStrategy",
+    "SampleWeights",
+    "StepContext",
     "Strategy",
     "available",
     "create",

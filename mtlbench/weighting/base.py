@@ -10,6 +10,16 @@ see each step:
 * ``REPRESENTATION``: per-task gradients of the shared features (heads only, cheap).
 * ``SHARED_PARAMETERS``: per-task gradients of the shared backbone parameters.
 
+Two declarations cover methods that need more than the current batch (wave 2 of the library):
+
+* ``samples_per_step = k > 1`` (MoDo, SDMGrad: double sampling): the trainer splits each batch
+  into k disjoint parts (independent samples of the same distribution), the engine computes the
+  gradient of every (sample, task) loss and hands the strategy their ``[kT, kT]`` Gramian
+  (:meth:`Strategy.sample_gramian_weights`); the shared update is ``sum_{s,t} W_st g_st``.
+* ``needs_step_context = True`` (Auto-Lambda: validation data): before each step the trainer
+  calls :meth:`Strategy.prepare_step` with a :class:`StepContext` (the model, the task-loss
+  function, the training batch, a validation batch and the network's learning rate).
+
 Gradient methods return the combined gradient for the shared block; the gradient engine
 (:mod:`mtlbench.training.gradients`) computes the Jacobian once and applies the result, so no
 strategy runs its own backward pass. Anything a strategy needs from the past reaches it through
@@ -21,7 +31,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -115,6 +125,29 @@ class GradientCombination:
     aux_loss: torch.Tensor | None = None
 
 
+@dataclass(frozen=True)
+class SampleWeights:
+    """What a ``samples_per_step > 1`` strategy returns."""
+
+    shared: torch.Tensor  # [k, T]: coefficient of each (sample, task) gradient in the update
+    weights: torch.Tensor  # [T]: weights of the tasks' sample-mean losses (heads, logging)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Everything a ``needs_step_context`` strategy may use before a step (nothing else).
+
+    ``loss_fn(outputs, labels)`` gives the ``[T]`` task losses of the model's head outputs;
+    ``model(x)`` returns ``(features, outputs)``. A strategy that runs the model here must leave
+    its parameters and buffers as it found them."""
+
+    model: nn.Module
+    loss_fn: Callable[[Sequence[torch.Tensor], torch.Tensor], torch.Tensor]
+    train_batch: tuple[torch.Tensor, torch.Tensor]
+    validation_batch: tuple[torch.Tensor, torch.Tensor]
+    lr: float  # the network's current learning rate
+
+
 class Strategy(nn.Module):
     """Base class of all weighting strategies; subclasses register with ``@register``."""
 
@@ -135,6 +168,11 @@ class Strategy(nn.Module):
     # per-task gradients parameter by parameter, never concatenated into the ``[T, m]`` matrix
     # (the copy alone cost 57 ms of a 300 ms ResNet18 step on 2 CPU cores).
     gradients_per_parameter: ClassVar[bool] = False
+    # Independent samples per step (double sampling): see the module docstring. Only with
+    # ``SHARED_PARAMETERS``; such strategies implement :meth:`sample_gramian_weights`.
+    samples_per_step: ClassVar[int] = 1
+    # Wants :meth:`prepare_step` with a :class:`StepContext` (a validation batch) before each step.
+    needs_step_context: ClassVar[bool] = False
 
     def __init__(self, tasks: Sequence[Task], *, seed: int = 0, **hparams: Any) -> None:
         super().__init__()
@@ -175,11 +213,20 @@ class Strategy(nn.Module):
         ``features``: the shared representation (detached, its own shape, rows of the Jacobian
         are its flattening) for ``REPRESENTATION`` strategies, None otherwise.
 
-        Gramian strategies get this for free: ``w = gramian_weights(J J^T)``, update ``J^T w``.
+        Gramian strategies get this for free: ``w = gramian_weights(J J^T)``, update ``J^T w``;
+        so do ``samples_per_step`` strategies, with every sample's Jacobian equal to ``J``.
         """
         if self.weights_from_gramian:
             weights = self.gramian_weights(gramian(jacobian), losses).to(jacobian)
             return GradientCombination(weights @ jacobian, weights)
+        if self.samples_per_step > 1:
+            # One Jacobian: every sample is this one (the single-sample form of the method).
+            k = self.samples_per_step
+            gram = gramian(jacobian).repeat(k, k)
+            tiled = losses.reshape(1, -1).repeat(k, 1)
+            result = self.sample_gramian_weights(gram, tiled)
+            coef = result.shared.sum(dim=0).to(jacobian)
+            return GradientCombination(coef @ jacobian, result.weights.to(jacobian))
         if self.gradients_per_parameter:  # the matrix is one parameter of width m
             rows = tuple((row.clone(),) for row in jacobian)
             (direction,), weights = self.combine_parameter_gradients(rows, losses)
@@ -199,6 +246,15 @@ class Strategy(nn.Module):
         Gramian of the task gradients; ``losses`` [T], detached."""
         raise NotImplementedError(f"{self.name} does not weight from the Gramian")
 
+    def sample_gramian_weights(self, gram: torch.Tensor, losses: torch.Tensor) -> SampleWeights:
+        """``samples_per_step = k`` strategies: ``gram`` is the ``[kT, kT]`` float64 CPU Gramian
+        of the gradients of ``losses.reshape(-1)`` (sample-major: row ``s*T + t`` is task t on
+        sample s); ``losses`` [k, T], detached."""
+        raise NotImplementedError(f"{self.name} does not weight from per-sample Gramians")
+
+    def prepare_step(self, context: StepContext) -> None:
+        """``needs_step_context`` strategies: runs before each step's forward pass."""
+
     # --- hooks with explicit arguments ---------------------------------------------------------
     def on_epoch_end(self, epoch: int, train_losses: torch.Tensor) -> None:
         """``train_losses``: [T] epoch means of the unweighted training losses."""
@@ -214,9 +270,44 @@ class Strategy(nn.Module):
 
     # --- reporting ----------------------------------------------------------------------------
     def diagnostics(self) -> dict[str, float]:
-        """Strategy-specific counters the trainer logs each epoch as ``strategy/<key>``
-        (e.g. ``solver_failures``, cumulative since the start of the run)."""
-        return {}
+        """Counters the trainer logs each epoch as ``strategy/<key>``.
+
+        Strategies that solve a problem each step call :meth:`track_solver` in ``__init__`` and
+        :meth:`record_step` once per step; they then report three cumulative counts, since the
+        start of the run (buffers in ``state_dict``, so a resumed run continues them exactly):
+
+        * ``steps``: steps on which the strategy combined task gradients;
+        * ``solver_failures``: steps on which the method's own problem had no solution (it is
+          infeasible or unbounded for these gradients, e.g. Nash-MTL with a zero task gradient)
+          or the solver did not reach one;
+        * ``fallback_steps``: steps whose update is the strategy's documented fallback instead
+          of the method's solution for that step's gradients (every failure, plus steps that
+          reuse weights from a failed solve). ``fallback_steps / steps`` is the fraction of the
+          run on which the method was not itself.
+
+        Strategies without a solver report nothing (an empty dict)."""
+        if not self._tracks_solver:
+            return {}
+        return {
+            k: float(self.get_buffer(k)) for k in ("steps", "solver_failures", "fallback_steps")
+        }
+
+    _tracks_solver: bool = False
+
+    def track_solver(self) -> None:
+        """Register the cumulative ``steps`` / ``solver_failures`` / ``fallback_steps``
+        buffers reported by :meth:`diagnostics`."""
+        for name in ("steps", "solver_failures", "fallback_steps"):
+            self.register_buffer(name, torch.zeros((), dtype=torch.long))
+        self._tracks_solver = True
+
+    def record_step(self, *, failed: bool, fallback: bool) -> None:
+        """Count one step (see :meth:`diagnostics` for what each counter means)."""
+        self.get_buffer("steps").add_(1)
+        if failed:
+            self.get_buffer("solver_failures").add_(1)
+        if fallback or failed:
+            self.get_buffer("fallback_steps").add_(1)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
@@ -234,6 +325,14 @@ class RandomStrategy(Strategy):
         super().__init__(tasks, seed=seed, **hparams)
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed)
+
+    def draw_orders(self) -> list[list[int]]:
+        """For each task i, a random order of the other tasks (PCGrad, GradVac)."""
+        orders = []
+        for i in range(self.n_tasks):
+            perm = torch.randperm(self.n_tasks, generator=self.generator).tolist()
+            orders.append([j for j in perm if j != i])
+        return orders
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

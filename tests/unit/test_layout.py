@@ -23,9 +23,10 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"infra", "config", "mtl", "tracking"},
     "runs": {"infra", "config", "data", "mtl", "weighting", "training", "tracking", "report"},
     "bench": {"infra", "config", "data", "mtl", "weighting", "training", "tracking", "runs"},
+    "toy": {"infra", "config", "mtl", "weighting", "training", "tracking", "report"},
     "cli": {
         "infra", "config", "data", "mtl", "weighting", "training", "tracking", "report", "runs",
-        "bench",
+        "bench", "toy",
     },
 }  # fmt: skip
 
