@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from mtlbench.cli.app.common import _guard, _split_strategies, app
+from mtlbench.cli.common import _guard, _split_strategies, app
 from mtlbench.infra import interrupts
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mtlbench.toy.pareto import pareto_set
-from mtlbench.toy.run import ToyResult
+
+if TYPE_CHECKING:
+    from mtlbench.toy.run import ToyResult
 
 EXTENT = 11.0  # the papers' plotting window [-11, 11]^2
 MAX_POINTS = 1500  # per trajectory drawn (the run keeps every step)

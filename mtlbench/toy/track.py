@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mtlbench.toy.pareto import distance
-from mtlbench.toy.run import ToyResult
+
+if TYPE_CHECKING:
+    from mtlbench.toy.run import ToyResult
 
 N_LOGGED_STEPS = 50  # distance samples per trajectory, evenly spaced, the last step included
 
