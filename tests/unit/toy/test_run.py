@@ -21,7 +21,7 @@ from mtlbench.toy.run import (
     select_strategies,
 )
 from mtlbench.weighting.base import GradientCombination, GradientNeed, Strategy
-from tests.unit.test_toy_problem import paper_losses
+from tests.unit.toy.test_problem import paper_losses
 
 CAGRAD_STARTS = (Start(-8.5, 7.5), Start(-8.5, -5.0), Start(9.0, 9.0))
 
