@@ -47,7 +47,7 @@ group loss --strategies sum,uncertainty,dwa
 # centre 1,1,1, which is sum) at ONE learning rate: the one sum chose on validation.
 SUM_LR=$(python -P - "$URI" <<'PY'
 import sys
-from mtlbench import report
+from mtlbench.report import tables as report
 from mtlbench.tracking import load_trials
 tidy = report.tidy_trials(load_trials(sys.argv[1], "utkface-cpu"))
 chosen = report.choose_lr(tidy[tidy["strategy"] == "sum"])

@@ -18,7 +18,7 @@ from typing import Any
 
 import tomllib
 
-from mtlbench.errors import UserError
+from mtlbench.infra.errors import UserError
 
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "tiny")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")

@@ -8,6 +8,7 @@ reports and plots consume only those.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -16,18 +17,53 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from mtlbench.interrupts import ShieldedProxy
-from mtlbench.locks import file_lock, sidecar
-from mtlbench.mlflow_native import mark_training_experiment
+from mtlbench.infra.interrupts import ShieldedProxy
+from mtlbench.infra.locks import file_lock, sidecar
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
+
+class RunKind(enum.StrEnum):
+    """What an MLflow run of mtlbench is (tag ``mtlbench.kind``)."""
+
+    STUDY = "study"  # the parent run of a grid or Optuna study
+    TRIAL = "trial"  # one (strategy, lr, seed) training run, a child of its study
+    REPORT = "report"  # the files of ``mtlbench report``
+
+
+class Status(enum.StrEnum):
+    """How a trial ended (tag ``mtlbench.status``; the Optuna user attribute of the same name)."""
+
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+# A trial in one of these states is done: --resume keeps it instead of running it again.
+FINAL_STATUSES: frozenset[str] = frozenset({Status.FINISHED, Status.DIVERGED, Status.PRUNED})
+
+# Every MLflow tag name mtlbench writes; tests and other tools read runs back by these.
 PARENT_TAG = "mlflow.parentRunId"
-KIND_TAG = "mtlbench.kind"  # "study" for a parent run, "trial" for a child run
-STATUS_TAG = "mtlbench.status"  # finished | diverged | pruned | failed | interrupted
-SIGNATURE_TAG = "mtlbench.signature"  # hash of a study's definition, to find it for --resume
+RUN_NAME_TAG = "mlflow.runName"
+KIND_TAG = "mtlbench.kind"  # a RunKind
+STATUS_TAG = "mtlbench.status"  # a Status
+SIGNATURE_TAG = "mtlbench.signature"  # fingerprint of a study's definition, to find it for --resume
+N_TRIALS_TAG = "mtlbench.n_trials"  # trials a study asks for
+PARENT_NAME_TAG = "mtlbench.parent_name"  # the experiment of a trial's study
+LR_TAG = "mtlbench.lr"  # a trial's exact learning rate (the lr param is rounded, "%g")
+CHECKPOINT_DIR_TAG = "mtlbench.checkpoint_dir"  # where a trial's checkpoints live
+RESUMED_FROM_TAG = "mtlbench.resumed_from_epoch"  # last epoch of the checkpoint a trial continued
+STUDY_TAG = "mtlbench.study_name"  # Optuna study of a parent or trial run
+TRIAL_TAG = "mtlbench.trial_number"  # Optuna trial number of a trial run
+RETRY_TAG = "mtlbench.retry_of"  # the trial number a retried trial repeats
+WORKER_TAG = "mtlbench.worker"  # host:pid of the worker that ran the trial
+PARETO_TAG = "mtlbench.pareto"  # "true" on the trials of an Optuna Pareto front
+REPORT_PARENTS_TAG = "mtlbench.parent_run_ids"  # studies a report run was built from
+ERROR_TAG = "error"  # one-line error of a failed trial
 
 
 def _quiet_mlflow() -> None:
@@ -38,7 +74,7 @@ def _quiet_mlflow() -> None:
 
 def make_client(uri: str) -> MlflowClient:
     """An MLflow client whose every call finishes before Ctrl-C / SIGTERM takes effect
-    (see :mod:`mtlbench.interrupts`: an interrupted SQLite call keeps the store locked)."""
+    (see :mod:`mtlbench.infra.interrupts`: an interrupted SQLite call keeps the store locked)."""
     from mlflow.tracking import MlflowClient
 
     # After the import: importing mlflow (re)configures its loggers at INFO.
@@ -196,7 +232,7 @@ class Tracker:
             ChildRun(
                 TrackedRun(self.client, r.info.run_id),
                 r.data.params.get("strategy", ""),
-                r.data.params.get("lr", ""),
+                r.data.tags.get(LR_TAG) or r.data.params.get("lr", ""),
                 r.data.params.get("seed", ""),
                 r.data.tags.get(STATUS_TAG, ""),
             )
@@ -225,6 +261,25 @@ def tracking_uri_for_ui(uri: str) -> str:
     """The store URI as ``mlflow ui --backend-store-uri`` wants it (absolute sqlite path)."""
     db = sqlite_path(uri)
     return f"sqlite:///{db}" if db is not None else uri
+
+
+# --- MLflow's own views ---------------------------------------------------------------------
+
+# MLflow 3 reads this experiment tag to choose between its GenAI and model-training views.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+# MLflow 3.17's UI follows the URL parameter (or the browser's remembered choice) first.
+WORKFLOW_QUERY = "workflowType=machine_learning"
+
+
+def mark_training_experiment(client: MlflowClient, experiment_id: str) -> None:
+    """Tag ``experiment_id`` as a model-training experiment (idempotent)."""
+    client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+
+
+def runs_table_url(base_url: str, experiment_id: str) -> str:
+    """The UI address of ``experiment_id``'s runs table in the model-training view."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{WORKFLOW_QUERY}"
 
 
 # --- reading --------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def built_report(base: Path) -> tuple[FakeStudy, Path]:
     """The fake study and ``mtlbench report`` run on it once per test session (cached)."""
     from typer.testing import CliRunner
 
-    from mtlbench.cli import app
+    from mtlbench.cli.app import app
 
     study = make_study(base / "study")
     out = base / "report"

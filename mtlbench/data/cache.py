@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from mtlbench.locks import file_lock
+from mtlbench.infra.locks import file_lock
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from mtlbench.data.names import Labels
 from mtlbench.data.scan import scan
 from mtlbench.data.sources import FolderSource, Source, open_source
 from mtlbench.data.synthetic import make_synthetic_folder
-from mtlbench.progress import NullReporter, Reporter
+from mtlbench.infra.progress import NullReporter, Reporter
 
 SYNTHETIC = "synthetic"
 IMAGE_SIZE_RANGE = (4, 1024)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mtlbench.errors import UserError
+from mtlbench.infra.errors import UserError
 
 
 class DataError(UserError):

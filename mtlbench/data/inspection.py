@@ -16,7 +16,7 @@ from mtlbench.data.errors import Skipped
 from mtlbench.data.names import GENDER_NAMES, RACE_NAMES
 from mtlbench.data.sources import FolderSource, Source, open_source
 from mtlbench.data.synthetic import make_synthetic_folder
-from mtlbench.progress import NullReporter, Reporter
+from mtlbench.infra.progress import NullReporter, Reporter
 
 # Labels and skip reasons do not depend on the image size, so the cheapest decode will do
 # (JPEG draft mode decodes at 1/8 scale) unless an entry at any size is already cached.

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mtlbench.data.cache import build_once
-from mtlbench.progress import NullReporter, Reporter
+from mtlbench.infra.progress import NullReporter, Reporter
 
 SYNTHETIC_VERSION = 1
 DEFAULT_N = 4000

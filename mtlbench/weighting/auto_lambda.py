@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from mtlbench.tasks import Task
+from mtlbench.mtl.tasks import Task
 from mtlbench.weighting.base import (
     GradientNeed,
     HyperParam,

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtlbench.tasks import Task
+from mtlbench.mtl.tasks import Task
 from mtlbench.weighting.base import GradientNeed, HyperParam, Strategy
 from mtlbench.weighting.moco import flat_views, state_buffer
 from mtlbench.weighting.registry import register

@@ -1,7 +1,7 @@
 """GradNorm (Chen, Badrinarayanan, Lee & Rabinovich, ICML 2018).
 
 Learned task weights ``w_t`` (initialised at 1). With ``W`` the weight of the last shared layer
-(:func:`mtlbench.gradients.last_shared_layer`; for ResNet18 ``layer4.1.conv2.weight``):
+(:func:`mtlbench.training.gradients.last_shared_layer`; for ResNet18 ``layer4.1.conv2.weight``):
 
 * ``G_t = w_t * ||grad_W L_t||``, ``G_bar = mean_t G_t``;
 * ``Ltilde_t = L_t / L_t(0)`` (``L_t(0)``: the losses of the first step), ``r_t = Ltilde_t /
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtlbench.tasks import Task
+from mtlbench.mtl.tasks import Task
 from mtlbench.weighting.base import GradientNeed, HyperParam, LossCombination, Strategy
 from mtlbench.weighting.registry import register
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from mtlbench.tasks import Task
+from mtlbench.mtl.tasks import Task
 from mtlbench.weighting.base import HyperValue, Strategy
 
 _REGISTRY: dict[str, type[Strategy]] = {}

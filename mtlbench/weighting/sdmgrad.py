@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtlbench.tasks import Task
+from mtlbench.mtl.tasks import Task
 from mtlbench.weighting._simplex import project_simplex
 from mtlbench.weighting.base import GradientNeed, HyperParam, SampleWeights, Strategy
 from mtlbench.weighting.registry import register

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mtlbench.tasks import TASKS, Task
+from mtlbench.mtl.tasks import TASKS, Task
 from mtlbench.weighting.base import GradientNeed, HyperParam, LossCombination, Strategy
 from mtlbench.weighting.registry import register
 

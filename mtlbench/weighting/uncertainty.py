@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtlbench.tasks import Task
+from mtlbench.mtl.tasks import Task
 from mtlbench.weighting.base import GradientNeed, HyperParam, LossCombination, Strategy
 from mtlbench.weighting.registry import register
 

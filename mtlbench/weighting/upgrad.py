@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtlbench.tasks import Task
+from mtlbench.mtl.tasks import Task
 from mtlbench.weighting._linalg import dual_cone_weights
 from mtlbench.weighting.base import GradientNeed, Strategy
 from mtlbench.weighting.registry import register

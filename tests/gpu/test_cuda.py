@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mtlbench.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from mtlbench.prepare import prepare_data, resolve_amp, resolve_channels_last
-from mtlbench.train import NullRun, TrialSpec, fit, trial_params
+from mtlbench.training.fit import NullRun, TrialSpec, fit, trial_params
+from mtlbench.training.prepare import prepare_data, resolve_amp, resolve_channels_last
 
 pytestmark = pytest.mark.gpu
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mtlbench.cli import app
+from mtlbench.cli.app import app
 from mtlbench.data import write_faces
 from tests.conftest import balanced_labels
 

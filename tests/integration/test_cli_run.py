@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from mtlbench.cli import app
+from mtlbench.cli.app import app
 
 CONTRACT_PARAMS = {
     "strategy",

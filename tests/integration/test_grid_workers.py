@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from mtlbench.cli import app
+from mtlbench.cli.app import app
 from tests.integration.interrupting import interrupt_after_checkpoint
 
 

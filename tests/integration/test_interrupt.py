@@ -109,7 +109,7 @@ def test_sigterm_is_a_clean_interrupt(faces_dir, session_cache, tmp_path):
 def test_resume_with_nothing_to_resume_starts_fresh(faces_dir, session_cache, tmp_path):
     from typer.testing import CliRunner
 
-    from mtlbench.cli import app
+    from mtlbench.cli.app import app
 
     args = _cmd(tmp_path, faces_dir, session_cache, "--resume")[3:]
     args[args.index("--epochs") + 1] = "1"
@@ -125,8 +125,8 @@ def test_an_interrupt_while_a_trial_run_is_set_up_leaves_it_killed(
     run RUNNING (found by interrupting real runs at random moments); it must end KILLED."""
     from typer.testing import CliRunner
 
-    from mtlbench import checkpoint
-    from mtlbench.cli import app
+    from mtlbench.cli.app import app
+    from mtlbench.training import checkpoint
 
     real_root_for = checkpoint.root_for
 

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from mtlbench.cli import app
+from mtlbench.cli.app import app
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -112,9 +112,9 @@ def test_changed_settings_under_the_same_study_name_are_refused(study_run):
 
 
 def test_interrupted_study_resumes_to_exactly_n(faces_dir, session_cache, tmp_path, monkeypatch):
-    import mtlbench.train
+    import mtlbench.training.fit
 
-    real_fit = mtlbench.train.fit
+    real_fit = mtlbench.training.fit.fit
     calls = []
 
     def interrupt_second_trial(*args, **kwargs):
@@ -127,7 +127,7 @@ def test_interrupted_study_resumes_to_exactly_n(faces_dir, session_cache, tmp_pa
         tmp_path, faces_dir, session_cache, "--strategies", "sum,dwa", "--n-trials", "3",
         "--study-name", "r", "--epochs", "1",
     )  # fmt: skip
-    monkeypatch.setattr(mtlbench.train, "fit", interrupt_second_trial)
+    monkeypatch.setattr(mtlbench.training.fit, "fit", interrupt_second_trial)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 130, result.output
     study = load(tmp_path, "r")
@@ -138,7 +138,7 @@ def test_interrupted_study_resumes_to_exactly_n(faces_dir, session_cache, tmp_pa
     assert killed[0].info.status == "KILLED"
     assert killed[0].data.tags["mtlbench.status"] == "interrupted"
 
-    monkeypatch.setattr(mtlbench.train, "fit", real_fit)
+    monkeypatch.setattr(mtlbench.training.fit, "fit", real_fit)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     study = load(tmp_path, "r")
@@ -154,13 +154,13 @@ def test_interrupted_study_resumes_to_exactly_n(faces_dir, session_cache, tmp_pa
 def test_pruned_trials_count_and_are_marked_in_mlflow(
     faces_dir, session_cache, tmp_path, monkeypatch
 ):
-    import mtlbench.study
+    import mtlbench.runs.optuna.study
 
     class PruneAfterFirst(optuna.pruners.BasePruner):
         def prune(self, study, trial) -> bool:
             return trial.number > 0
 
-    monkeypatch.setattr(mtlbench.study, "make_pruner", lambda ctx: PruneAfterFirst())
+    monkeypatch.setattr(mtlbench.runs.optuna.study, "make_pruner", lambda ctx: PruneAfterFirst())
     args = optuna_args(
         tmp_path, faces_dir, session_cache, "--strategies", "sum", "--n-trials", "2",
         "--study-name", "p",
@@ -201,7 +201,7 @@ def test_pareto_objective_runs_nsga2_and_reports_the_front(faces_dir, session_ca
 
 
 def test_delta_m_objective_once_single_task_baselines_exist(faces_dir, session_cache, tmp_path):
-    from mtlbench.report import delta_m
+    from mtlbench.report.tables import delta_m
 
     grid = optuna_args(
         tmp_path, faces_dir, session_cache, "--strategies", "stl,sum", "--epochs", "1"

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from mtlbench.cli import app
+from mtlbench.cli.app import app
 from tests.integration.interrupting import interrupt_after_checkpoint
 from tests.integration.test_optuna_study import (
     FINISHED,
@@ -120,10 +120,10 @@ def _open_heartbeat_study(faces: Path, cache: Path, work: Path, name: str, epoch
         TrackingConfig,
         TrainConfig,
     )
-    from mtlbench.prepare import prepare_data
-    from mtlbench.progress import NullReporter
-    from mtlbench.study import open_study
+    from mtlbench.infra.progress import NullReporter
+    from mtlbench.runs.optuna.study import open_study
     from mtlbench.tracking import Tracker
+    from mtlbench.training.prepare import prepare_data
 
     uri = f"sqlite:///{work / 'mlflow.db'}"
     cfg = RunConfig(
@@ -146,7 +146,7 @@ def _open_heartbeat_study(faces: Path, cache: Path, work: Path, name: str, epoch
 
 
 def test_a_killed_workers_trial_is_retried(faces_dir, session_cache, tmp_path):
-    from mtlbench.study import run_optuna
+    from mtlbench.runs.optuna.study import run_optuna
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -200,7 +200,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(
     re-queue it, and finish the study, instead of waiting for it forever."""
     import threading
 
-    from mtlbench.study import run_optuna
+    from mtlbench.runs.optuna.study import run_optuna
 
     cfg, opened_study = _open_heartbeat_study(faces_dir, session_cache, tmp_path, "orphan", 1)
     opened_study.ask()  # the "dead" worker: RUNNING, no heartbeat ever recorded

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 from typer.testing import CliRunner
 
-from mtlbench.cli import app
+from mtlbench.cli.app import app
 from mtlbench.tracking import KIND_TAG, Tracker
 from tests.report_study import EXPERIMENT, SEEDS, FakeStudy, built_report, metrics_of
 
@@ -171,7 +171,7 @@ def test_files_are_artifacts_of_a_report_run(reported):
 
 
 def test_one_study_only_still_gets_delta_m_from_the_others(reported, tmp_path):
-    from mtlbench.search import write_outputs
+    from mtlbench.runs.study import write_outputs
 
     study, _ = reported
     summary, files = write_outputs(study.uri, EXPERIMENT, None, [study.parents[1]], tmp_path)

@@ -6,7 +6,7 @@ import subprocess
 
 from typer.testing import CliRunner
 
-from mtlbench.cli import app
+from mtlbench.cli.app import app
 
 
 def test_ui_binds_loopback_by_default_and_warns_otherwise(monkeypatch):

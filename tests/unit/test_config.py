@@ -102,7 +102,7 @@ def test_simplex_sweep_excludes_vertices_and_sums_to_T():
 
 
 def test_grid_includes_the_sweep_and_expands_stl():
-    from mtlbench.search import grid_trials
+    from mtlbench.runs.grid import grid_trials
 
     cfg = override(
         RunConfig(), "search", strategies=("sum", "stl"), scalarization_sweep=3, lrs=(1e-3, 1e-4)

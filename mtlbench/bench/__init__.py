@@ -1,0 +1,1 @@
+"""Benchmarks of the harness itself: model throughput, input pipeline, strategies, study."""

@@ -1,0 +1,28 @@
+"""The ``mtlbench`` command line. Thin: options -> config -> one library call.
+
+Importing this module must stay cheap (no torch, torchvision or mlflow), so ``mtlbench
+--help`` answers at once; every command imports what it needs when it runs. Each command lives
+in its own module; importing them here registers them on the app, in the order ``--help`` shows.
+"""
+
+from __future__ import annotations
+
+import os
+
+# isort: off
+from mtlbench.cli import run, catalog, results, bench, worker, toy, data  # noqa: F401 (registration)
+
+# isort: on
+from mtlbench.cli.common import app
+from mtlbench.cli.run import build_config
+
+__all__ = ["app", "build_config", "main"]
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    app()
+
+
+if __name__ == "__main__":
+    main()

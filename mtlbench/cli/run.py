@@ -1,0 +1,230 @@
+"""``mtlbench run``: options -> a frozen RunConfig -> one study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mtlbench.cli.common import (
+    _csv,
+    _fail,
+    _guard,
+    _optuna_options,
+    _print_summary,
+    _resume_command,
+    _split_strategies,
+    app,
+)
+from mtlbench.config import (
+    BACKBONES,
+    DEFAULT_STRATEGIES,
+    ConfigError,
+    RunConfig,
+    load_config,
+    override,
+)
+from mtlbench.infra import interrupts
+
+
+def build_config(**opts: Any) -> RunConfig:
+    """Defaults, then the TOML file, then command-line flags (flags win)."""
+    cfg = load_config(opts["config"]) if opts.get("config") else RunConfig()
+    cfg = override(
+        cfg,
+        "data",
+        source=opts.get("data"),
+        image_size=opts.get("image_size"),
+        max_samples=opts.get("max_samples"),
+        cache_dir=opts.get("cache_dir"),
+    )
+    cfg = override(cfg, "model", backbone=opts.get("backbone"), weights=opts.get("weights"))
+    cfg = override(
+        cfg,
+        "train",
+        epochs=opts.get("epochs"),
+        batch_size=opts.get("batch_size"),
+        optimizer=opts.get("optimizer"),
+        device=opts.get("device"),
+        checkpoint_dir=opts.get("checkpoint_dir"),
+        compile=opts.get("compile_backbone") or None,
+    )
+    lrs = _csv(opts.get("lrs"))
+    seeds = _csv(opts.get("seeds"))
+    try:
+        lr_values = tuple(float(x) for x in lrs) if lrs else None
+        seed_values = tuple(int(x) for x in seeds) if seeds else None
+    except ValueError as exc:
+        raise ConfigError(f"--lrs takes numbers and --seeds integers: {exc}") from None
+    strategies = opts.get("strategies")
+    cfg = override(
+        cfg,
+        "search",
+        strategies=tuple(_split_strategies(strategies)) if strategies else None,
+        lrs=lr_values,
+        seeds=seed_values,
+        strategy_params=tuple(opts["strategy_param"]) if opts.get("strategy_param") else None,
+        scalarization_sweep=opts.get("scalarization_sweep"),
+        search=opts.get("search"),
+        n_trials=opts.get("n_trials"),
+        storage=opts.get("storage"),
+        study_name=opts.get("study_name"),
+        **_optuna_options(opts),
+    )
+    cfg = override(
+        cfg, "tracking", experiment=opts.get("experiment"), tracking_uri=opts.get("tracking_uri")
+    )
+    return override(cfg, "root", output=opts.get("output"))
+
+
+def _expand_all(cfg: RunConfig) -> RunConfig:
+    if "all" not in cfg.search.strategies:
+        return cfg
+    from mtlbench import weighting
+
+    return override(cfg, "search", strategies=tuple(weighting.available()))
+
+
+@app.command()
+def run(
+    strategies: str | None = typer.Option(
+        None,
+        "--strategies",
+        "-s",
+        help=f"Comma-separated strategy names, or 'all' (default: {','.join(DEFAULT_STRATEGIES)}). "
+        "See `mtlbench strategies`.",
+    ),
+    lrs: str | None = typer.Option(
+        None, "--lrs", help="Learning rates, e.g. 1e-3,3e-4 (default: 1e-3)."
+    ),
+    seeds: str | None = typer.Option(None, "--seeds", help="Seeds, e.g. 0,1,2 (default: 0)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs per trial (default: 15)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="(default: 64)"),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="Square side in px (default: 32)."
+    ),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help=f"One of {', '.join(BACKBONES)} (default: resnet18)."
+    ),
+    weights: str | None = typer.Option(
+        None, "--weights", help="none | imagenet | PATH to a state_dict (default: none)."
+    ),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="adamw | sgd (default: adamw)."),
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        help="UTKFace folder or archive (.tar.gz/.tar/.zip), or 'synthetic' (default: synthetic).",
+    ),
+    max_samples: int | None = typer.Option(
+        None, "--max-samples", help="Use a stratified subset of this many images."
+    ),
+    cache_dir: str | None = typer.Option(
+        None,
+        "--cache-dir",
+        help="Decoded-image cache (default: $MTLBENCH_CACHE or ~/.cache/mtlbench).",
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="auto | cpu | cuda | cuda:<i> (default: auto)."
+    ),
+    strategy_param: list[str] | None = typer.Option(
+        None,
+        "--strategy-param",
+        help="Strategy hyperparameter, e.g. dwa.temperature=2 (repeatable).",
+    ),
+    scalarization_sweep: int | None = typer.Option(
+        None,
+        "--scalarization-sweep",
+        help="Also train static weights on the simplex grid with step 1/K (K=3: 6 mixes "
+        "plus 1,1,1), the fixed-weight Pareto front adaptive methods are judged against.",
+    ),
+    experiment: str | None = typer.Option(
+        None, "--experiment", help="MLflow experiment (default: mtlbench)."
+    ),
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+    ),
+    search: str | None = typer.Option(None, "--search", help="grid | optuna (default: grid)."),
+    n_trials: int | None = typer.Option(None, "--n-trials", help="Optuna trials (default: 20)."),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL."),
+    study_name: str | None = typer.Option(None, "--study-name", help="Optuna study name."),
+    objective: str | None = typer.Option(
+        None,
+        "--objective",
+        help="Optuna: auto (validation delta-m once single-task baselines exist, else "
+        "validation score) | score | delta_m | pareto (NSGA-II over the three validation "
+        "metrics) (default: auto).",
+    ),
+    no_prune: bool = typer.Option(
+        False, "--no-prune", help="Optuna: never prune (default: median pruner)."
+    ),
+    lr_range: str | None = typer.Option(
+        None, "--lr-range", help="Optuna: log-uniform learning rates LOW,HIGH (default: 1e-4,1e-2)."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Local worker processes running trials concurrently: grid trials, or Optuna "
+        "workers sharing the study (default: 1).",
+    ),
+    devices: str | None = typer.Option(
+        None, "--devices", help="CUDA devices for --workers, one worker each, e.g. 0,1."
+    ),
+    output: str | None = typer.Option(
+        None, "--output", help="Results folder (default: results/<experiment>)."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML study definition (flags override it)."
+    ),
+    checkpoint_dir: str | None = typer.Option(
+        None,
+        "--checkpoint-dir",
+        help="Per-trial checkpoints, one folder per MLflow run "
+        "(default: mtlbench-checkpoints/ beside a SQLite store).",
+    ),
+    compile_backbone: bool = typer.Option(
+        False, "--compile", help="torch.compile the backbone (pays off on GPUs, long runs)."
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the last interrupted study with the same settings: finished trials are "
+        "kept, interrupted ones continue from their last epoch checkpoint.",
+    ),
+) -> None:
+    """Train every (strategy, learning rate, seed) combination and compare them."""
+    opts = dict(locals())
+    cfg = _guard(lambda: build_config(**opts))
+
+    def go() -> Any:
+        from mtlbench.infra.progress import RichReporter
+        from mtlbench.runs.launch import run_study
+
+        interrupts.install()
+        reporter = RichReporter()
+        return reporter, run_study(_expand_all(cfg), reporter, resume=resume)
+
+    message = (
+        "interrupted: finished trials and each trial's last epoch checkpoint are kept; "
+        f"continue with: {_resume_command()}"
+    )
+    reporter, outcome = _guard(go, interrupted=message)
+    _print_summary(reporter, outcome.summary)
+    reporter.info(
+        f"done in {outcome.seconds:.0f} s; outputs: {', '.join(str(f) for f in outcome.files)}"
+    )
+    reporter.info("browse the runs with: mtlbench ui" + _ui_hint(cfg))
+    if outcome.failed:
+        raise _fail(
+            f"{len(outcome.failed)} trial(s) failed with an error: {', '.join(outcome.failed)} "
+            "(tracebacks are in their MLflow runs as error.txt; --resume retries them)",
+            code=1,
+        )
+
+
+def _ui_hint(cfg: RunConfig) -> str:
+    return (
+        "" if cfg.tracking.tracking_uri is None else f" --tracking-uri {cfg.tracking.tracking_uri}"
+    )

@@ -1,0 +1,1 @@
+"""Process plumbing shared by every layer: interrupts, file locks, progress, user errors."""

@@ -1,0 +1,1 @@
+"""Reports: tidy tables, statistics, text, figures, HTML and the files written per study."""

@@ -1,0 +1,281 @@
+"""Aggregate trials (as stored in MLflow) into the per-strategy comparison.
+
+Input is the frame from :func:`mtlbench.tracking.load_trials`; nothing here trains, plots or
+talks to MLflow. The learning rate of each strategy is chosen on validation (mean
+``best_val/score`` over seeds, lower is better); the reported numbers are the test metrics of
+that learning rate, as mean and 95% t-interval over seeds, with a paired-by-seed t-test against
+``sum``. Trials are compared only within one *group* (same data, split, image size, backbone
+and epochs): :func:`split_groups` keeps groups apart so they are never averaged together.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from mtlbench.mtl.tasks import TASKS
+from mtlbench.report import stats
+
+TEST_METRICS: tuple[str, ...] = tuple(f"test/{t.metric}" for t in TASKS)
+VAL_METRICS: tuple[str, ...] = tuple(f"best_val/{t.metric}" for t in TASKS)
+SELECTION_METRIC = "best_val/score"
+REFERENCE = "sum"
+# Every number the leaderboard reports per strategy (mean, std, CI over seeds).
+REPORTED: tuple[str, ...] = (*TEST_METRICS, "test/score", "test/delta_m")
+ALL_TASKS = ",".join(t.name for t in TASKS)
+
+# Trials compare (and single-task baselines apply) only within one such group.
+GROUP_PARAMS: tuple[str, ...] = ("data_sha256", "split_sha256", "image_size", "backbone", "epochs")
+# Stated in the report's header: the budget behind the numbers.
+BUDGET_PARAMS: tuple[str, ...] = (
+    "data",
+    "max_samples",
+    "n_train",
+    "n_val",
+    "n_test",
+    "weights",
+    "batch_size",
+    "optimizer",
+)
+STATUSES: tuple[str, ...] = ("finished", "diverged", "failed", "pruned")
+
+KIND_METHOD, KIND_SWEEP, KIND_SINGLE = "method", "fixed weights", "single-task"
+
+
+def _float(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series(np.nan, index=frame.index)
+    return pd.to_numeric(frame[column], errors="coerce")
+
+
+def _text(frame: pd.DataFrame, column: str, default: str = "") -> pd.Series:
+    if column not in frame:
+        return pd.Series(default, index=frame.index, dtype=object)
+    return frame[column].fillna(default).astype(str)
+
+
+def strategy_kind(strategy: str) -> str:
+    """``single-task`` for ``stl:<task>``, ``fixed weights`` for ``static:<w>`` (the
+    scalarisation sweep), ``method`` for everything the leaderboard ranks."""
+    if strategy.startswith("stl"):
+        return KIND_SINGLE
+    if strategy.startswith("static"):
+        return KIND_SWEEP
+    return KIND_METHOD
+
+
+def tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """Typed columns: strategy, lr, seed, status, group and budget params, trained tasks,
+    start time and final metrics; sorted by strategy, lr, seed."""
+    metrics = (SELECTION_METRIC, "best_epoch", *VAL_METRICS, *TEST_METRICS, "test/score")
+    cols = [
+        "run_id",
+        "parent_run_id",
+        "strategy",
+        "lr",
+        "seed",
+        "status",
+        "tasks",
+        "start_time",
+        *GROUP_PARAMS,
+        *BUDGET_PARAMS,
+        *metrics,
+        "test/delta_m",
+    ]
+    if trials.empty:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame(
+        {
+            "run_id": trials["run_id"],
+            "parent_run_id": _text(trials, "parent_run_id"),
+            "strategy": _text(trials, "param.strategy"),
+            "lr": _float(trials, "param.lr"),
+            "seed": _float(trials, "param.seed").astype("Int64"),
+            "status": _text(trials, "status", "unknown"),
+            "tasks": _text(trials, "param.tasks", ALL_TASKS),
+            "start_time": _float(trials, "start_time"),
+        }
+    )
+    for key in (*GROUP_PARAMS, *BUDGET_PARAMS):
+        out[key] = _text(trials, f"param.{key}")
+    for col in (*metrics, "test/delta_m"):
+        out[col] = _float(trials, col)
+    return out[cols].sort_values(["strategy", "lr", "seed"]).reset_index(drop=True)
+
+
+def drop_repeats(tidy: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Keep one trial per (group, strategy, lr, seed): the newest finished one, else the newest.
+
+    A re-run of a crashed invocation must not count a seed twice. Returns the kept trials and
+    how many were dropped.
+    """
+    if tidy.empty:
+        return tidy, 0
+    keys = [*GROUP_PARAMS, "strategy", "lr", "seed"]
+    order = tidy.assign(_done=(tidy["status"] == "finished").astype(int))
+    order = order.sort_values(["_done", "start_time"], na_position="first")
+    kept = order.drop_duplicates(keys, keep="last").drop(columns="_done")
+    kept = kept.sort_values(["strategy", "lr", "seed"]).reset_index(drop=True)
+    return kept, len(tidy) - len(kept)
+
+
+def split_groups(tidy: pd.DataFrame) -> list[pd.DataFrame]:
+    """One frame per group of comparable trials, the largest first (ties: by group key)."""
+    if tidy.empty:
+        return []
+    groups = [g.reset_index(drop=True) for _, g in tidy.groupby(list(GROUP_PARAMS), sort=True)]
+    return sorted(groups, key=len, reverse=True)
+
+
+def group_label(group: pd.DataFrame) -> str:
+    """Short human description of a group: what distinguishes it from the others."""
+    row = group.iloc[0]
+    return (
+        f"{row['backbone']}, {row['image_size']} px, {row['epochs']} epochs, "
+        f"data {str(row['data_sha256'])[:8]}, split {str(row['split_sha256'])[:8]}"
+    )
+
+
+def single_task_baselines(tidy: pd.DataFrame) -> pd.DataFrame:
+    """B_t for delta-m: per group and task, the finished trials that trained only that task.
+
+    Their learning rate is chosen on the task's own validation metric (mean over seeds);
+    ``baseline`` is the mean test metric over seeds at that learning rate.
+    """
+    cols = [*GROUP_PARAMS, "task", "lr", "baseline", "n_seeds"]
+    rows = []
+    single = tidy[(tidy["status"] == "finished") & ~tidy["tasks"].str.contains(",", na=True)]
+    for task in TASKS:
+        mine = single[single["tasks"] == task.name]
+        val_col, test_col = f"best_val/{task.metric}", f"test/{task.metric}"
+        for key, group in mine.groupby(list(GROUP_PARAMS)):
+            by_lr = group.groupby("lr")[[val_col, test_col]].mean()
+            best = by_lr[val_col].idxmax() if task.higher_is_better else by_lr[val_col].idxmin()
+            n = int((group["lr"] == best).sum())
+            rows.append([*key, task.name, best, by_lr.loc[best, test_col], n])
+    return pd.DataFrame(rows, columns=cols)
+
+
+def delta_m(metrics: dict[str, float], baselines: dict[str, float]) -> float:
+    """``100/T * sum_t (-1)^{higher_is_better_t} (M_t - B_t) / B_t``; lower is better.
+
+    ``metrics`` and ``baselines`` are keyed by task name.
+    """
+    total = 0.0
+    for task in TASKS:
+        sign = -1.0 if task.higher_is_better else 1.0
+        total += sign * (metrics[task.name] - baselines[task.name]) / baselines[task.name]
+    return 100.0 * total / len(TASKS)
+
+
+def with_delta_m(tidy: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """Add ``test/delta_m`` to every finished multi-task trial whose group has all baselines.
+
+    Multi-task means two or more trained tasks: a fixed-weight point such as ``static:0,1,2``
+    still has all three heads evaluated (the untrained one at its initial prediction) and sits
+    on the same delta-m scale; single-task baselines themselves get none.
+    """
+    out = tidy.copy()
+    if baselines.empty:
+        return out
+    for key, group in baselines.groupby(list(GROUP_PARAMS)):
+        if set(group["task"]) != {t.name for t in TASKS}:
+            continue
+        base = dict(zip(group["task"], group["baseline"], strict=True))
+        mask = (out["status"] == "finished") & out["tasks"].str.contains(",", na=False)
+        for k, v in zip(GROUP_PARAMS, key, strict=True):
+            mask &= out[k] == v
+        for idx in out.index[mask]:
+            metrics = {t.name: out.at[idx, f"test/{t.metric}"] for t in TASKS}
+            out.at[idx, "test/delta_m"] = delta_m(metrics, base)
+    return out
+
+
+def choose_lr(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: the learning rate with the lowest mean validation score (finished trials).
+
+    For a single-task run the score covers its one task, so this is the same choice as
+    :func:`single_task_baselines` makes on the task's own metric.
+    """
+    done = tidy[(tidy["status"] == "finished") & tidy[SELECTION_METRIC].notna()]
+    if done.empty:
+        return pd.DataFrame(columns=["strategy", "lr"])
+    by_lr = done.groupby(["strategy", "lr"], as_index=False)[SELECTION_METRIC].mean()
+    best = by_lr.loc[by_lr.groupby("strategy")[SELECTION_METRIC].idxmin()]
+    return best[["strategy", "lr"]].reset_index(drop=True)
+
+
+def primary_metric(tidy: pd.DataFrame) -> str:
+    """What ranks strategies: delta-m when the single-task baselines exist, else the
+    normalised test score (both lower-is-better)."""
+    multi = tidy[(tidy["status"] == "finished") & tidy["tasks"].str.contains(",", na=False)]
+    if not multi.empty and multi["test/delta_m"].notna().any():
+        return "test/delta_m"
+    return "test/score"
+
+
+def chosen_trials(tidy: pd.DataFrame) -> pd.DataFrame:
+    """The finished trials of each strategy at its chosen learning rate."""
+    chosen = choose_lr(tidy)
+    keep = tidy.merge(chosen, on=["strategy", "lr"])
+    return keep[keep["status"] == "finished"].reset_index(drop=True)
+
+
+def _untrained_metrics(strategy_rows: pd.DataFrame) -> set[str]:
+    """Test metrics of heads a single-task run did not train (meaningless, left blank)."""
+    tasks = set(",".join(strategy_rows["tasks"].dropna()).split(","))
+    if len(tasks) != 1:
+        return set()
+    return {f"test/{t.metric}" for t in TASKS if t.name not in tasks}
+
+
+def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """One row per strategy at its chosen lr: every reported metric's mean, std and 95%
+    t-interval over seeds, the status counts, the rank among methods and a paired-by-seed
+    t-test of the primary metric against ``reference``."""
+    primary = primary_metric(tidy)
+    chosen = chosen_trials(tidy)
+    ref = chosen[chosen["strategy"] == reference]
+    ref_by_seed = dict(zip(ref["seed"].astype(int), ref[primary], strict=True))
+    rows = []
+    for strategy, group in tidy.groupby("strategy", sort=True):
+        counts = group["status"].value_counts()
+        row: dict[str, object] = {
+            "strategy": strategy,
+            "kind": strategy_kind(str(strategy)),
+            "lr_grid": ",".join(f"{lr:g}" for lr in sorted(group["lr"].dropna().unique())),
+            "n_trials": len(group),
+            **{f"n_{s}": int(counts.get(s, 0)) for s in STATUSES},
+        }
+        row["n_other"] = len(group) - sum(int(counts.get(s, 0)) for s in STATUSES)
+        sel = chosen[chosen["strategy"] == strategy]
+        row["best_lr"] = float(sel["lr"].iloc[0]) if len(sel) else math.nan
+        row["n_seeds"] = len(sel)
+        row["n_run_at_lr"] = int((group["lr"] == row["best_lr"]).sum())
+        row["seeds"] = ",".join(str(int(s)) for s in sorted(sel["seed"].dropna()))
+        row["val_score"] = sel[SELECTION_METRIC].mean() if len(sel) else math.nan
+        blank = _untrained_metrics(group)
+        for col in REPORTED:
+            ci = stats.t_interval(sel[col].to_numpy(dtype=float) if col not in blank else [])
+            row[col], row[f"{col}_std"], row[f"{col}_ci"] = ci.mean, ci.std, ci.half
+        test = stats.paired_t_test(
+            dict(zip(sel["seed"].astype(int), sel[primary], strict=True)), ref_by_seed
+        )
+        is_ref = strategy == reference
+        row["n_pairs"] = 0 if is_ref else test.n_pairs
+        row["diff_vs_ref"] = math.nan if is_ref else test.mean_diff
+        row["p_vs_ref"] = math.nan if is_ref else test.p_value
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    if summary.empty:
+        return summary
+    summary["p_vs_ref_holm"] = stats.holm(list(summary["p_vs_ref"].astype(float)))
+    methods = (summary["kind"] == KIND_METHOD) & summary[primary].notna()
+    summary["rank"] = summary[primary].where(methods).rank(method="min")
+    kind_order = summary["kind"].map({KIND_METHOD: 0, KIND_SWEEP: 1, KIND_SINGLE: 2})
+    summary = summary.assign(_k=kind_order).sort_values(
+        ["_k", "rank", primary, "val_score"], na_position="last"
+    )
+    return summary.drop(columns="_k").reset_index(drop=True)

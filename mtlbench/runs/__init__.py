@@ -1,0 +1,1 @@
+"""Study drivers: one trial's lifecycle, the grid, local pools and the Optuna study."""

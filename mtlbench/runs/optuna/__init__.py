@@ -1,0 +1,1 @@
+"""Optuna studies: context, search space, storage, workers, local worker pool, views."""

@@ -1,0 +1,1 @@
+"""Training one model: the epoch loop, evaluation, per-task gradients, checkpoints, data prep."""
