@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 # isort: off
-from mtlbench.cli import run, catalog, results, bench, worker, toy, data  # noqa: F401 (registration)
+from mtlbench.cli import run, catalog, results, predict, bench, worker, toy, data  # noqa: F401
 
 # isort: on
 from mtlbench.cli.common import app

@@ -15,9 +15,25 @@ from mtlbench.config import ConfigError
 app = typer.Typer(
     help="Benchmark multi-task loss-weighting strategies on a UTKFace HydraNet, tracked in MLflow.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _flags_without_a_type() -> None:
+    """Typer 0.29's rich help prints ``<bool>`` after a flag as if it took a value
+    (``--resume <bool>``); a flag takes none, so its help shows no type."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()
 data_app = typer.Typer(help="Look at a dataset before training on it.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 

@@ -44,12 +44,21 @@ def report(
 @app.command()
 def ui(
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+    experiment: str = typer.Option(
+        "mtlbench", "--experiment", help="Experiment whose runs table to open."
+    ),
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to bind (default: local only)."
     ),
     port: int = typer.Option(5000, "--port"),
+    open_browser: bool = typer.Option(
+        True,
+        "--open/--no-browser",
+        help="Open the runs table in a web browser once the server answers.",
+    ),
 ) -> None:
-    """Open the MLflow UI for the tracking store (binds 127.0.0.1 by default)."""
+    """Serve the MLflow UI for the tracking store (127.0.0.1 by default) and open the
+    experiment's runs table (MLflow's model-training view)."""
     from mtlbench.config import TrackingConfig
     from mtlbench.tracking import tracking_uri_for_ui
 
@@ -72,8 +81,56 @@ def ui(
         "--port",
         str(port),
     ]
-    typer.echo(f"MLflow UI for {uri} on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{shown}:{port}"
+    url = _runs_table(uri, experiment, base)
+    proc = subprocess.Popen(cmd)
     try:
-        raise typer.Exit(subprocess.call(cmd))
+        typer.echo(f"MLflow UI for {uri}: {url}  (Ctrl-C to stop)", err=True)
+        if open_browser and _wait_until_up(base, proc):
+            import webbrowser
+
+            webbrowser.open(url)
+        raise typer.Exit(proc.wait())
     except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
         raise typer.Exit(0) from None
+
+
+def _runs_table(uri: str, experiment: str, base: str) -> str:
+    """The runs-table address of ``experiment`` (tagged as a training experiment on the way:
+    stores written by older versions lack the tag), or the experiments list if it is absent."""
+    from mtlbench.tracking import (
+        WORKFLOW_QUERY,
+        make_client,
+        mark_training_experiment,
+        runs_table_url,
+    )
+
+    client = make_client(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        typer.secho(
+            f"no experiment named {experiment!r} in {uri} yet: opening the list of experiments",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+        return f"{base}/#/experiments?{WORKFLOW_QUERY}"
+    mark_training_experiment(client, found.experiment_id)
+    return runs_table_url(base, found.experiment_id)
+
+
+def _wait_until_up(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> bool:
+    """True once the server answers /health; False if it exits or stays silent."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False

@@ -49,6 +49,7 @@ def build_config(**opts: Any) -> RunConfig:
         device=opts.get("device"),
         checkpoint_dir=opts.get("checkpoint_dir"),
         compile=opts.get("compile_backbone") or None,
+        patience=opts.get("patience"),
     )
     lrs = _csv(opts.get("lrs"))
     seeds = _csv(opts.get("seeds"))
@@ -72,8 +73,15 @@ def build_config(**opts: Any) -> RunConfig:
         study_name=opts.get("study_name"),
         **_optuna_options(opts),
     )
+    system_metrics = opts.get("system_metrics")
     cfg = override(
-        cfg, "tracking", experiment=opts.get("experiment"), tracking_uri=opts.get("tracking_uri")
+        cfg,
+        "tracking",
+        experiment=opts.get("experiment"),
+        tracking_uri=opts.get("tracking_uri"),
+        system_metrics=None if system_metrics is None else ("on" if system_metrics else "off"),
+        log_model=opts.get("log_model"),
+        register_model=opts.get("register_model"),
     )
     return override(cfg, "root", output=opts.get("output"))
 
@@ -88,110 +96,200 @@ def _expand_all(cfg: RunConfig) -> RunConfig:
 
 @app.command()
 def run(
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        help="UTKFace folder or archive (.tar.gz/.tar/.zip), or 'synthetic' (default: synthetic).",
+        rich_help_panel="Data",
+    ),
+    max_samples: int | None = typer.Option(
+        None,
+        "--max-samples",
+        help="Use a stratified subset of this many images.",
+        rich_help_panel="Data",
+    ),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="Square side in px (default: 32).", rich_help_panel="Data"
+    ),
+    cache_dir: str | None = typer.Option(
+        None,
+        "--cache-dir",
+        help="Decoded-image cache (default: $MTLBENCH_CACHE or ~/.cache/mtlbench).",
+        rich_help_panel="Data",
+    ),
+    backbone: str | None = typer.Option(
+        None,
+        "--backbone",
+        help=f"One of {', '.join(BACKBONES)} (default: resnet18).",
+        rich_help_panel="Model",
+    ),
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        help="none | imagenet | PATH to a state_dict (default: none).",
+        rich_help_panel="Model",
+    ),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Epochs per trial (default: 15).", rich_help_panel="Training"
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="(default: 64)", rich_help_panel="Training"
+    ),
+    optimizer: str | None = typer.Option(
+        None, "--optimizer", help="adamw | sgd (default: adamw).", rich_help_panel="Training"
+    ),
+    patience: int | None = typer.Option(
+        None,
+        "--patience",
+        help="Stop a trial after this many epochs without a better validation score "
+        "(0: never; default: 0).",
+        rich_help_panel="Training",
+    ),
+    compile_backbone: bool = typer.Option(
+        False,
+        "--compile",
+        help="torch.compile the backbone (pays off on GPUs, long runs).",
+        rich_help_panel="Training",
+    ),
     strategies: str | None = typer.Option(
         None,
         "--strategies",
         "-s",
         help=f"Comma-separated strategy names, or 'all' (default: {','.join(DEFAULT_STRATEGIES)}). "
         "See `mtlbench strategies`.",
+        rich_help_panel="Search",
     ),
     lrs: str | None = typer.Option(
-        None, "--lrs", help="Learning rates, e.g. 1e-3,3e-4 (default: 1e-3)."
-    ),
-    seeds: str | None = typer.Option(None, "--seeds", help="Seeds, e.g. 0,1,2 (default: 0)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs per trial (default: 15)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="(default: 64)"),
-    image_size: int | None = typer.Option(
-        None, "--image-size", help="Square side in px (default: 32)."
-    ),
-    backbone: str | None = typer.Option(
-        None, "--backbone", help=f"One of {', '.join(BACKBONES)} (default: resnet18)."
-    ),
-    weights: str | None = typer.Option(
-        None, "--weights", help="none | imagenet | PATH to a state_dict (default: none)."
-    ),
-    optimizer: str | None = typer.Option(None, "--optimizer", help="adamw | sgd (default: adamw)."),
-    data: str | None = typer.Option(
         None,
-        "--data",
-        help="UTKFace folder or archive (.tar.gz/.tar/.zip), or 'synthetic' (default: synthetic).",
+        "--lrs",
+        help="Learning rates, e.g. 1e-3,3e-4 (default: 1e-3).",
+        rich_help_panel="Search",
     ),
-    max_samples: int | None = typer.Option(
-        None, "--max-samples", help="Use a stratified subset of this many images."
-    ),
-    cache_dir: str | None = typer.Option(
-        None,
-        "--cache-dir",
-        help="Decoded-image cache (default: $MTLBENCH_CACHE or ~/.cache/mtlbench).",
-    ),
-    device: str | None = typer.Option(
-        None, "--device", help="auto | cpu | cuda | cuda:<i> (default: auto)."
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="Seeds, e.g. 0,1,2 (default: 0).", rich_help_panel="Search"
     ),
     strategy_param: list[str] | None = typer.Option(
         None,
         "--strategy-param",
         help="Strategy hyperparameter, e.g. dwa.temperature=2 (repeatable).",
+        rich_help_panel="Search",
     ),
     scalarization_sweep: int | None = typer.Option(
         None,
         "--scalarization-sweep",
         help="Also train static weights on the simplex grid with step 1/K (K=3: 6 mixes "
         "plus 1,1,1), the fixed-weight Pareto front adaptive methods are judged against.",
+        rich_help_panel="Search",
     ),
-    experiment: str | None = typer.Option(
-        None, "--experiment", help="MLflow experiment (default: mtlbench)."
+    search: str | None = typer.Option(
+        None, "--search", help="grid | optuna (default: grid).", rich_help_panel="Search"
     ),
-    tracking_uri: str | None = typer.Option(
-        None,
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+    n_trials: int | None = typer.Option(
+        None, "--n-trials", help="Optuna trials (default: 20).", rich_help_panel="Optuna"
     ),
-    search: str | None = typer.Option(None, "--search", help="grid | optuna (default: grid)."),
-    n_trials: int | None = typer.Option(None, "--n-trials", help="Optuna trials (default: 20)."),
-    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL."),
-    study_name: str | None = typer.Option(None, "--study-name", help="Optuna study name."),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Optuna storage URL.", rich_help_panel="Optuna"
+    ),
+    study_name: str | None = typer.Option(
+        None, "--study-name", help="Optuna study name.", rich_help_panel="Optuna"
+    ),
     objective: str | None = typer.Option(
         None,
         "--objective",
         help="Optuna: auto (validation delta-m once single-task baselines exist, else "
         "validation score) | score | delta_m | pareto (NSGA-II over the three validation "
         "metrics) (default: auto).",
+        rich_help_panel="Optuna",
     ),
     no_prune: bool = typer.Option(
-        False, "--no-prune", help="Optuna: never prune (default: median pruner)."
+        False,
+        "--no-prune",
+        help="Optuna: never prune (default: median pruner).",
+        rich_help_panel="Optuna",
     ),
     lr_range: str | None = typer.Option(
-        None, "--lr-range", help="Optuna: log-uniform learning rates LOW,HIGH (default: 1e-4,1e-2)."
+        None,
+        "--lr-range",
+        help="Optuna: log-uniform learning rates LOW,HIGH (default: 1e-4,1e-2).",
+        rich_help_panel="Optuna",
+    ),
+    experiment: str | None = typer.Option(
+        None,
+        "--experiment",
+        help="MLflow experiment (default: mtlbench).",
+        rich_help_panel="Tracking",
+    ),
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+        rich_help_panel="Tracking",
+    ),
+    output: str | None = typer.Option(
+        None,
+        "--output",
+        help="Results folder (default: results/<experiment>).",
+        rich_help_panel="Tracking",
+    ),
+    system_metrics: bool | None = typer.Option(
+        None,
+        "--system-metrics/--no-system-metrics",
+        help="Log CPU, memory and GPU use of each trial as system/... metrics "
+        "(default: on for CUDA runs, off on CPU).",
+        show_default=False,
+        rich_help_panel="Tracking",
+    ),
+    log_model: str | None = typer.Option(
+        None,
+        "--log-model",
+        help="Log trained HydraNets as MLflow models: best (each strategy's trial chosen on "
+        "validation) | all | none (default: best).",
+        rich_help_panel="Tracking",
+    ),
+    register_model: str | None = typer.Option(
+        None,
+        "--register-model",
+        help="Register the overall winner (chosen on validation) under this model name.",
+        rich_help_panel="Tracking",
+    ),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        help="auto | cpu | cuda | cuda:<i> (default: auto).",
+        rich_help_panel="Execution",
     ),
     workers: int | None = typer.Option(
         None,
         "--workers",
         help="Local worker processes running trials concurrently: grid trials, or Optuna "
         "workers sharing the study (default: 1).",
+        rich_help_panel="Execution",
     ),
     devices: str | None = typer.Option(
-        None, "--devices", help="CUDA devices for --workers, one worker each, e.g. 0,1."
-    ),
-    output: str | None = typer.Option(
-        None, "--output", help="Results folder (default: results/<experiment>)."
+        None,
+        "--devices",
+        help="CUDA devices for --workers, one worker each, e.g. 0,1.",
+        rich_help_panel="Execution",
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="TOML study definition (flags override it)."
+        None,
+        "--config",
+        help="TOML study definition (flags override it).",
+        rich_help_panel="Execution",
     ),
     checkpoint_dir: str | None = typer.Option(
         None,
         "--checkpoint-dir",
         help="Per-trial checkpoints, one folder per MLflow run "
         "(default: mtlbench-checkpoints/ beside a SQLite store).",
-    ),
-    compile_backbone: bool = typer.Option(
-        False, "--compile", help="torch.compile the backbone (pays off on GPUs, long runs)."
+        rich_help_panel="Execution",
     ),
     resume: bool = typer.Option(
         False,
         "--resume",
         help="Continue the last interrupted study with the same settings: finished trials are "
         "kept, interrupted ones continue from their last epoch checkpoint.",
+        rich_help_panel="Execution",
     ),
 ) -> None:
     """Train every (strategy, learning rate, seed) combination and compare them."""
