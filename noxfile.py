@@ -2,7 +2,8 @@
 
 nox -s tests     # the test suite (default)
 nox -s lint      # ruff + mypy on mtlbench/
-nox -s browser   # report.html in headless chromium (needs Debian's chromium + chromium-driver)
+nox -s browser   # report.html and the MLflow UI in headless chromium (Debian's chromium +
+                 # chromium-driver); screenshots kept in .ci/artifacts/
 nox -s postgres  # two Optuna workers on a real PostgreSQL server (needs Debian's postgresql)
 nox -s bench     # the tutorial's pipeline against mtlbench's (real UTKFace when present)
 """
@@ -39,12 +40,18 @@ def lint(session: nox.Session) -> None:
     session.run("mypy", "mtlbench")
 
 
+ARTIFACTS = ".ci/artifacts"  # screenshots CI keeps (the CI job uploads this folder)
+
+
 @nox.session
 def browser(session: nox.Session) -> None:
-    """Open a generated report.html in headless chromium: page loads, every image renders,
-    screenshot saved. Fails (never skips) when chromium, chromedriver or selenium is missing."""
+    """Open a generated report.html and the MLflow UI of a small generated study in headless
+    chromium: the report renders, the UI lands on the training runs with their datasets, a run
+    opens on its metric sections. Screenshots go to .ci/artifacts/. Fails (never skips) when
+    chromium, chromedriver or selenium is missing."""
     session.install("-e", ".", *DEV, "selenium>=4.20")
-    shots = session.create_tmp()
+    shots = os.path.abspath(ARTIFACTS)
+    os.makedirs(shots, exist_ok=True)
     session.run(
         "python",
         "-m",
@@ -55,7 +62,8 @@ def browser(session: nox.Session) -> None:
         *session.posargs,
         env={"MTLBENCH_REQUIRE_BROWSER": "1", "MTLBENCH_SCREENSHOT_DIR": shots},
     )
-    session.log(f"screenshot: {shots}/report.png")
+    for name in sorted(os.listdir(shots)):
+        session.log(f"screenshot: {os.path.join(shots, name)}")
 
 
 @nox.session

@@ -168,7 +168,7 @@ def log_model(
     before = client.get_run(run_id).info
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
-        mlflow.pytorch.log_model(
+        info = mlflow.pytorch.log_model(
             exported,
             name=ARTIFACT,
             signature=signature,
@@ -182,6 +182,7 @@ def log_model(
     model_uri = f"runs:/{run_id}/{ARTIFACT}"
     registered = None
     if register:
-        version = mlflow.register_model(model_uri, register)
+        # By the logged model's own id: MLflow 3 stores it outside the run's artifact folder.
+        version = mlflow.register_model(f"models:/{info.model_id}", register)
         registered = f"models:/{register}/{version.version}"
     return LoggedModel(run_id, strategy, model_uri, registered)

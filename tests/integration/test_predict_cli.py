@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from mtlbench.cli import app
+from mtlbench.cli.app import app
 
 RACES = {"White", "Black", "Asian", "Indian", "Others"}
 
@@ -66,7 +66,7 @@ def test_best_trial_of_each_strategy_has_a_model_with_card_and_signature(study) 
         assert card["image_size"] == 32 and card["channels"] == 3
         inputs = info.signature.inputs.to_dict()[0]
         assert inputs["tensor-spec"]["dtype"] == "uint8"
-        assert inputs["tensor-spec"]["shape"] == [-1, 3, 32, 32]
+        assert list(inputs["tensor-spec"]["shape"]) == [-1, 3, 32, 32]
         assert info.saved_input_example_info is not None
     versions = client.search_model_versions("name = 'faces'")
     assert len(versions) == 1 and versions[0].run_id in {r.info.run_id for r in with_model}

@@ -21,7 +21,12 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_ui_serves_the_store_on_localhost(tmp_path):
+    from mtlbench.tracking import Tracker
+
     port = _free_port()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = Tracker(uri, "seen").experiment_id
+    log = tmp_path / "ui.log"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -31,10 +36,13 @@ def test_ui_serves_the_store_on_localhost(tmp_path):
             "--port",
             str(port),
             "--tracking-uri",
-            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            uri,
+            "--experiment",
+            "seen",
+            "--no-browser",
         ],
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # so the whole server process group can be stopped
     )
@@ -48,7 +56,7 @@ def test_ui_serves_the_store_on_localhost(tmp_path):
                     break
             except OSError:
                 if proc.poll() is not None:
-                    pytest.fail(f"mtlbench ui exited early: {proc.stdout.read().decode()}")
+                    pytest.fail(f"mtlbench ui exited early: {log.read_text()}")
                 time.sleep(0.5)
         assert body.strip() == b"OK"
         # The UI's API answers for the store we pointed it at.
@@ -57,6 +65,9 @@ def test_ui_serves_the_store_on_localhost(tmp_path):
             timeout=5,
         ) as r:
             assert b"Default" in r.read()
+        # It printed the experiment's runs table in MLflow's model-training view.
+        expected = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+        assert f"{expected}?workflowType=machine_learning" in log.read_text()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
