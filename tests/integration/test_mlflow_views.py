@@ -87,3 +87,28 @@ def test_system_metrics_are_logged_even_for_a_short_block(tmp_path: Path) -> Non
     with system_metrics(off.run_id, uri, enabled=False):
         pass
     assert not MlflowClient(uri).get_run(off.run_id).data.metrics
+
+
+def test_cli_run_with_system_metrics_on_a_cpu(
+    faces_dir: Path, session_cache: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from mtlbench.cli.app import app
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [
+        "run", "--strategies", "sum", "--backbone", "tiny", "--epochs", "1",
+        "--data", str(faces_dir), "--cache-dir", str(session_cache), "--tracking-uri", uri,
+        "--experiment", "sm", "--output", str(tmp_path / "out"), "--system-metrics",
+        "--log-model", "none",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("sm")
+    (trial,) = client.search_runs([exp.experiment_id], "tags.`mtlbench.kind` = 'trial'")
+    assert trial.data.params["device"] == "cpu"
+    assert trial.data.metrics["system/cpu_utilization_percentage"] >= 0
+    assert trial.data.metrics["system/system_memory_usage_megabytes"] > 0
+    assert not client.list_artifacts(trial.info.run_id, "model")  # --log-model none
