@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from mtlbench.config import RunConfig, sweep_specs
 from mtlbench.infra.progress import Reporter
 from mtlbench.runs.models import publish_models
+from mtlbench.runs.observe import log_dataset
 from mtlbench.runs.study import (
     StudyOutcome,
     fingerprint,
@@ -100,6 +101,8 @@ def _open_parent(
         params=study_params(cfg, data.params),
         tags={KIND_TAG: RunKind.STUDY, N_TRIALS_TAG: n_trials, SIGNATURE_TAG: signature},
     )
+    # The study's data on its parent run too: the runs table shows it with the children folded.
+    log_dataset(tracker.client, parent.run_id, data.params)
     return parent, {}
 
 

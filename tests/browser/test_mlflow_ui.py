@@ -119,13 +119,27 @@ def _page_text(driver: object, url: str, wait_for: str, timeout: float = 90.0) -
 
 
 def test_ui_lands_on_the_training_runs(ui: str, browser: object, screenshot_dir: Path) -> None:
-    text = _page_text(browser, ui, "Run Name")
-    browser.save_screenshot(str(screenshot_dir / "mlflow-runs.png"))  # type: ignore[attr-defined]
+    text = _page_text(browser, ui, "grid sum,uncertainty")
     # The GenAI overview's panels must not be what a person sees first.
     for genai in ("Token Usage", "Detect Issues", "Latency"):
         assert genai not in text
-    assert "grid sum,uncertainty" in text  # the parent run, with its children nested under it
-    assert "Dataset" in text and "synthetic" in text  # the data each trial trained on
+    # The parent run, its two children folded under it, and the data the study used.
+    assert "Run Name" in text and "Dataset" in text and "3 matching runs" in text
+    assert text.count("synthetic") == 1, text
+    # Unfold the parent: each child shows the dataset it trained on.
+    browser.find_element(  # type: ignore[attr-defined]
+        "css selector", "button[data-component-id*='runnamecellrenderer']"
+    ).click()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = browser.find_element("tag name", "body").text  # type: ignore[attr-defined]
+        if text.count("synthetic") >= 3:
+            break
+        time.sleep(0.5)
+    browser.save_screenshot(str(screenshot_dir / "mlflow-runs.png"))  # type: ignore[attr-defined]
+    assert text.count("synthetic") == 3, text
+    for child in ("sum", "uncertainty"):
+        assert any(line.startswith(child) for line in text.splitlines()), text
 
 
 def test_run_page_opens_on_the_epoch_curves(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mtlbench.config import ConfigError, RunConfig
 from mtlbench.infra.progress import NullReporter, Reporter
+from mtlbench.runs.observe import log_dataset
 from mtlbench.runs.optuna.context import (
     ATTR_CONFIG,
     ATTR_DATA,
@@ -181,6 +182,8 @@ def open_study(
         params=params,
         tags={KIND_TAG: RunKind.STUDY, STUDY_TAG: name, N_TRIALS_TAG: s.n_trials},
     )
+    # The study's data on its parent run too: the runs table shows it with the children folded.
+    log_dataset(tracker.client, parent.run_id, data.params)
     study.set_user_attr(ATTR_DEFINITION, definition)
     study.set_user_attr(ATTR_DATA, _data_hashes(data))
     study.set_user_attr(ATTR_OBJECTIVE, objective.to_attrs())
