@@ -130,7 +130,7 @@ def run(
         rich_help_panel="Model",
     ),
     epochs: int | None = typer.Option(
-        None, "--epochs", help="Epochs per trial (default: 15).", rich_help_panel="Training"
+        None, "--epochs", help="Epochs per trial (default: 6).", rich_help_panel="Training"
     ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="(default: 64)", rich_help_panel="Training"
