@@ -1,8 +1,10 @@
 """mtlbench's runs in MLflow: every tag name, writing and reading runs.
 
 (What MLflow shows natively besides, dataset inputs, system metrics and logged models, is added
-by :mod:`mtlbench.runs.observe` and :mod:`mtlbench.runs.models`.) Writing goes through :class:`Tracker` / :class:`TrackedRun` (explicit ``MlflowClient`` calls,
-no global "active run" state, so several trials or processes never step on each other).
+by :mod:`mtlbench.runs.observe` and :mod:`mtlbench.runs.models`.)
+
+Writing goes through :class:`Tracker` / :class:`TrackedRun` (explicit ``MlflowClient`` calls, no
+global "active run" state, so several trials or processes never step on each other).
 Reading goes through :func:`load_trials` and :func:`load_histories`, which return pandas frames;
 reports and plots consume only those.
 """

@@ -59,7 +59,12 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny, tmp_path: Path, nam
     assert _timeless(resumed.history) == _timeless(straight.history)
     assert resumed.test == straight.test
     assert resumed.best_epoch == straight.best_epoch
-    assert not folder.exists(), "checkpoints of a finished trial are removed"
+    # A finished trial keeps only its best weights, for the study to log as a model.
+    assert [p.name for p in folder.iterdir() if p.suffix == ".json"] == ["best.json"]
+    assert not checkpoint.exists(folder, checkpoint.LAST)
+    assert checkpoint.exists(folder, checkpoint.BEST)
+    checkpoint.remove(folder)
+    assert not folder.exists(), "the study removes them after logging the models"
 
 
 def test_resume_relogs_history_with_original_timestamps(tiny, tmp_path):
