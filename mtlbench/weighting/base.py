@@ -107,6 +107,26 @@ class HyperParam:
         return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+WEIGHT_LR = "weight_lr"
+
+
+def weight_lr_param(default: float, source: str) -> HyperParam:
+    """The ``<strategy>.weight_lr`` hyperparameter of a strategy with learned weighting
+    parameters: the lr of their own optimiser group (:meth:`Strategy.parameter_groups`).
+
+    At the network's lr (3e-4 .. 1e-3 with Adam, which moves a parameter by about lr per step)
+    a log-variance moves by ~0.1 in a few hundred steps, so the method silently becomes a fixed
+    weighting; ``source`` says where the default comes from."""
+    return HyperParam(
+        WEIGHT_LR,
+        default,
+        f"lr of the learned weighting parameters (own optimiser group); default: {source}",
+        low=1e-5,
+        high=1.0,
+        log=True,
+    )
+
+
 @dataclass(frozen=True)
 class LossCombination:
     loss: torch.Tensor  # scalar, back-propagated through heads and backbone
@@ -254,6 +274,30 @@ class Strategy(nn.Module):
 
     def prepare_step(self, context: StepContext) -> None:
         """``needs_step_context`` strategies: runs before each step's forward pass."""
+
+    # --- the optimiser ------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimiser parameter groups of the strategy's learned parameters (none: ``[]``).
+
+        Learned weighting parameters get their own group with the declared ``weight_lr`` and no
+        weight decay (decay would pull log-variances and weights towards 0). A strategy with
+        trainable parameters must declare ``weight_lr`` (:func:`weight_lr_param`)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return []
+        if WEIGHT_LR not in self.config:
+            raise TypeError(
+                f"strategy {self.name!r} has learned parameters but declares no {WEIGHT_LR!r} "
+                "hyperparameter (add weight_lr_param(...) to its hparams)"
+            )
+        lr = float(self.config[WEIGHT_LR])  # type: ignore[arg-type]
+        return [{"params": params, "lr": lr, "weight_decay": 0.0}]
+
+    def learned_weights(self) -> torch.Tensor | None:
+        """[T] multipliers set by the learned parameters alone (detached), or None when the
+        strategy learns none. The trainer logs their change since the start of training, so a
+        learned weighting whose weights never moved is visible in the report."""
+        return None
 
     # --- hooks with explicit arguments ---------------------------------------------------------
     def on_epoch_end(self, epoch: int, train_losses: torch.Tensor) -> None:
