@@ -295,9 +295,17 @@ class Strategy(nn.Module):
 
     def learned_weights(self) -> torch.Tensor | None:
         """[T] multipliers set by the learned parameters alone (detached), or None when the
-        strategy learns none. The trainer logs their change since the start of training, so a
-        learned weighting whose weights never moved is visible in the report."""
+        strategy learns none. Their largest relative change since construction is logged as
+        ``strategy/weight_move`` (:meth:`diagnostics`), so a learned weighting whose weights
+        never moved is visible in the report."""
         return None
+
+    def remember_learned_start(self) -> None:
+        """Called at the end of ``__init__`` by strategies with :meth:`learned_weights`: the
+        start is a function of the hyperparameters only, so a resumed run (built afresh, then
+        loaded) gets the same start without checkpointing it."""
+        start = self.learned_weights()
+        self._learned_start = None if start is None else start.detach().cpu().clone()
 
     # --- hooks with explicit arguments ---------------------------------------------------------
     def on_epoch_end(self, epoch: int, train_losses: torch.Tensor) -> None:
@@ -315,8 +323,14 @@ class Strategy(nn.Module):
     # --- reporting ----------------------------------------------------------------------------
     def diagnostics(self) -> dict[str, float]:
         """Strategy-specific counters the trainer logs each epoch as ``strategy/<key>``
-        (e.g. ``solver_failures``, cumulative since the start of the run)."""
-        return {}
+        (e.g. ``solver_failures``, cumulative since the start of the run). The base class
+        reports ``weight_move``, ``max_t |w_t / w_t(start) - 1|`` of the learned weights."""
+        start: torch.Tensor | None = getattr(self, "_learned_start", None)
+        now = self.learned_weights()
+        if start is None or now is None:
+            return {}
+        move = (now.detach().cpu().double() / start.double() - 1.0).abs().max()
+        return {"weight_move": float(move)}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items())

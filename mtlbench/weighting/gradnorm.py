@@ -70,6 +70,7 @@ class GradNorm(Strategy):
         self.loss_weights = nn.Parameter(torch.ones(self.n_tasks))
         self.register_buffer("initial_losses", torch.zeros(self.n_tasks))
         self.register_buffer("has_initial", torch.zeros((), dtype=torch.bool))
+        self.remember_learned_start()
 
     @torch.no_grad()
     def _renormalise(self) -> None:

@@ -69,6 +69,7 @@ class IMTL(Strategy):
         from torchjd.aggregation import IMTLGWeighting  # lazy: 0.65 s, paid only when used
 
         self.solver = IMTLGWeighting()
+        self.remember_learned_start()
 
     def combine_gradients(
         self,

@@ -77,6 +77,7 @@ class Uncertainty(Strategy):
                 reg_coef.append(0.5)
         self.register_buffer("loss_coef", torch.tensor(loss_coef))
         self.register_buffer("reg_coef", torch.tensor(reg_coef))
+        self.remember_learned_start()
 
     def combine_losses(self, losses: torch.Tensor) -> LossCombination:
         s = self.log_vars.float()

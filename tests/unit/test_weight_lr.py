@@ -3,6 +3,7 @@
 References are computed here from each method's defining problem (closed-form equilibria with
 fractions), never from the strategy's own formulas."""
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -132,3 +133,17 @@ def test_gradnorm_weights_move_toward_equal_training_rates() -> None:
     assert weights[0] < weights[2] < weights[1]  # the slow task gets the largest weight
     slow = _run_gradnorm(["gradnorm.weight_lr=3e-4"], 50).tolist()
     assert max(abs(w - 1.0) for w in slow) < 0.02
+
+
+def test_weight_move_diagnostic_survives_a_state_dict_round_trip() -> None:
+    s = weighting.create("uncertainty", TASKS)
+    assert s.diagnostics() == {"weight_move": 0.0}
+    with torch.no_grad():
+        s.log_vars.copy_(torch.tensor([2.0, 0.0, -0.05]))
+    # age: 0.5 e^-2 / 0.5 - 1 = e^-2 - 1 (-86%); race: e^0.05 - 1 (5%).
+    expected = 1 - math.exp(-2)
+    assert s.diagnostics()["weight_move"] == pytest.approx(expected, rel=1e-6)
+    fresh = weighting.create("uncertainty", TASKS)
+    fresh.load_state_dict(s.state_dict())  # a resumed trial: built afresh, then loaded
+    assert fresh.diagnostics()["weight_move"] == pytest.approx(expected, rel=1e-6)
+    assert weighting.create("sum", TASKS).diagnostics() == {}
