@@ -163,3 +163,11 @@ def test_cost_and_weight_movement() -> None:
     move = weight_move([0.5, 1.0, 1.0], [0.47, 0.97, 0.95])
     assert move == pytest.approx(0.06) and not weights_moved(move)
     assert weights_moved(weight_move([0.5, 1.0], [0.06, 1.0]))
+
+
+def test_static_sweep_config_is_validated() -> None:
+    from mtlbench.config import ConfigError, SearchConfig
+
+    assert SearchConfig(static_sweep=5).static_sweep == 5
+    with pytest.raises(ConfigError, match="static_sweep"):
+        SearchConfig(static_sweep=1)
