@@ -131,3 +131,66 @@ def dual_cone_weights(gram: np.ndarray, u: np.ndarray) -> np.ndarray:
             if val < best_val * (1.0 - 1e-12):  # relative: the optimum can be ~1e-13
                 best, best_val = v, val
     return best
+
+
+def zero_rows(gram: np.ndarray) -> np.ndarray:
+    """Mask of the task gradients that are exactly zero (up to denormals): the only rows the
+    scale-free solvers below cannot normalise. A row 1e-8 times smaller than another is kept."""
+    diag = np.diag(np.asarray(gram, dtype=np.float64))
+    return diag <= max(float(diag.max(initial=0.0)), 1e-300) * 1e-60
+
+
+def jacobi_eigh(gram: np.ndarray, sweeps: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) and eigenvectors of a symmetric positive semi-definite matrix by
+    two-sided cyclic Jacobi rotations.
+
+    Why not ``numpy.linalg.eigh``: it finds eigenvalues to an absolute accuracy of ``eps *
+    ||G||``, so with gradient norms 1e-4 and 1e4 (eigenvalues 1e-8 and 1e8) the small one has
+    no correct digit. Jacobi with the relative stopping test ``|a_pq| <= eps sqrt(a_pp a_qq)``
+    finds every eigenvalue to a relative accuracy of ``eps * cond(C)``, ``C`` the Gramian with
+    unit diagonal (Demmel & Veselic, SIAM J. Matrix Anal. Appl. 1992): the angles between the
+    task gradients matter, their scales do not.
+    """
+    a = 0.5 * (np.asarray(gram, dtype=np.float64) + np.asarray(gram, dtype=np.float64).T)
+    n = len(a)
+    v = np.eye(n)
+    eps = np.finfo(np.float64).eps
+    for _ in range(sweeps):
+        rotated = False
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                apq = a[p, q]
+                if abs(apq) <= eps * np.sqrt(abs(a[p, p] * a[q, q])) or apq == 0.0:
+                    continue
+                rotated = True
+                theta = (a[q, q] - a[p, p]) / (2.0 * apq)
+                t = np.copysign(1.0, theta) / (abs(theta) + np.hypot(theta, 1.0))
+                c = 1.0 / np.hypot(t, 1.0)
+                s = t * c
+                rot = np.array([[c, s], [-s, c]])
+                idx = [p, q]
+                a[:, idx] = a[:, idx] @ rot
+                a[idx, :] = rot.T @ a[idx, :]
+                a[p, q] = a[q, p] = 0.0
+                v[:, idx] = v[:, idx] @ rot
+        if not rotated:
+            break
+    values = np.diag(a).copy()
+    order = np.argsort(values)
+    return values[order], v[:, order]
+
+
+RANK_TOL = 1e-10
+
+
+def numerical_range(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of the Gramian that span the task gradients' range, ascending.
+
+    An eigenpair ``(lam, v)`` counts as zero when ``lam <= RANK_TOL * sum_t v_t^2 G_tt``: small
+    next to the squared norms of the gradients it combines, so a genuinely small task gradient
+    (norm 1e-4 next to 1e4) is kept while a dependency among float32 rows, exact up to rounding
+    (relative size ~1e-15), is dropped."""
+    values, vectors = jacobi_eigh(gram)
+    scale = (vectors**2).T @ np.diag(np.asarray(gram, dtype=np.float64))
+    keep = values > RANK_TOL * scale
+    return values[keep], vectors[:, keep]

@@ -322,15 +322,55 @@ class Strategy(nn.Module):
 
     # --- reporting ----------------------------------------------------------------------------
     def diagnostics(self) -> dict[str, float]:
-        """Strategy-specific counters the trainer logs each epoch as ``strategy/<key>``
-        (e.g. ``solver_failures``, cumulative since the start of the run). The base class
-        reports ``weight_move``, ``max_t |w_t / w_t(start) - 1|`` of the learned weights."""
+        """Counters the trainer logs each epoch as ``strategy/<key>``.
+
+        Strategies that solve a problem each step call :meth:`track_solver` in ``__init__`` and
+        :meth:`record_step` once per step; they then report three cumulative counts, since the
+        start of the run (buffers in ``state_dict``, so a resumed run continues them exactly):
+
+        * ``steps``: steps on which the strategy combined task gradients;
+        * ``solver_failures``: steps on which the method's own problem had no solution (it is
+          infeasible or unbounded for these gradients, e.g. Nash-MTL with a zero task gradient)
+          or the solver did not reach one;
+        * ``fallback_steps``: steps whose update is the strategy's documented fallback instead
+          of the method's solution for that step's gradients (every failure, plus steps that
+          reuse weights from a failed solve). ``fallback_steps / steps`` is the fraction of the
+          run on which the method was not itself.
+
+        Strategies without a solver report nothing from it. Strategies with learned weights
+        (:meth:`learned_weights`) also report ``weight_move``, ``max_t |w_t / w_t(start) - 1|``
+        (the report flags a learned weighting that moved < 10%)."""
+        out: dict[str, float] = {}
+        if self._tracks_solver:
+            out.update(
+                {
+                    k: float(self.get_buffer(k))
+                    for k in ("steps", "solver_failures", "fallback_steps")
+                }
+            )
         start: torch.Tensor | None = getattr(self, "_learned_start", None)
         now = self.learned_weights()
-        if start is None or now is None:
-            return {}
-        move = (now.detach().cpu().double() / start.double() - 1.0).abs().max()
-        return {"weight_move": float(move)}
+        if start is not None and now is not None:
+            move = (now.detach().cpu().double() / start.double() - 1.0).abs().max()
+            out["weight_move"] = float(move)
+        return out
+
+    _tracks_solver: bool = False
+
+    def track_solver(self) -> None:
+        """Register the cumulative ``steps`` / ``solver_failures`` / ``fallback_steps``
+        buffers reported by :meth:`diagnostics`."""
+        for name in ("steps", "solver_failures", "fallback_steps"):
+            self.register_buffer(name, torch.zeros((), dtype=torch.long))
+        self._tracks_solver = True
+
+    def record_step(self, *, failed: bool, fallback: bool) -> None:
+        """Count one step (see :meth:`diagnostics` for what each counter means)."""
+        self.get_buffer("steps").add_(1)
+        if failed:
+            self.get_buffer("solver_failures").add_(1)
+        if fallback or failed:
+            self.get_buffer("fallback_steps").add_(1)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
@@ -348,6 +388,14 @@ class RandomStrategy(Strategy):
         super().__init__(tasks, seed=seed, **hparams)
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed)
+
+    def draw_orders(self) -> list[list[int]]:
+        """For each task i, a random order of the other tasks (PCGrad, GradVac)."""
+        orders = []
+        for i in range(self.n_tasks):
+            perm = torch.randperm(self.n_tasks, generator=self.generator).tolist()
+            orders.append([j for j in perm if j != i])
+        return orders
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

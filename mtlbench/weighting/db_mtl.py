@@ -6,7 +6,8 @@ Learning", 2023, arXiv:2308.12029).
 * Gradient-magnitude balancing on the shared parameters: an exponential moving average
   ``ghat_t <- beta_k * ghat_t + (1 - beta_k) * g_t`` with ``beta_k = beta / k^sigma`` (k the step,
   from 1; ``ghat`` starts at 0), then ``d = sum_t (max_k ||ghat_k|| / ||ghat_t||) * ghat_t``:
-  every task's direction is scaled up to the largest task-gradient norm.
+  every task's direction is scaled up to the largest task-gradient norm (exactly: a zero average
+gets factor 0; LibMTL divides by ``||ghat_t|| + 1e-8``, 1% off for a norm of 1e-6).
 
 Defaults ``beta = 0.9``, ``sigma = 0`` (the authors' LibMTL implementation), ``eps = 1e-8``.
 The gradient balancing needs every task's gradient of the shared parameters, so DB-MTL is a
@@ -71,7 +72,9 @@ class DBMTL(Strategy):
         # ghat <- beta ghat + (1 - beta) grad L / L
         torch._foreach_lerp_([v for row in views for v in row], grads, 1.0 - beta)
         norms = torch.linalg.vector_norm(self.ema, dim=1)
-        scale = (norms.max() / (norms + _EPS)).tolist()
+        # exact ratio, 0 for a zero average (LibMTL adds 1e-8 to the norm: 1% off at 1e-6)
+        norms64 = norms.double().cpu()
+        scale = torch.where(norms64 > 0, norms64.max() / norms64, 0.0).tolist()
         # Task 0's gradient tensors are spent (already in the average): the update is written
         # into them, since fresh 40 MB buffers cost page faults on every step on the CPU.
         direction = list(rows[0])

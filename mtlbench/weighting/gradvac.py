@@ -14,8 +14,10 @@ the whole shared parameter vector (the paper also studies per-layer groups). Lik
 on the float64 Gramian (``g_i^GV = sum_k C_ik g_k``), reports ``a = C^T 1`` and draws the orders
 from its own seeded generator: torchjd's ``GradVacWeighting`` draws them from the global RNG (the
 same reason as for PCGrad; measured: 8 global seeds, 4 different updates, up to 83% apart).
-Guards not in the paper: pairs with a zero gradient are skipped (cosine undefined) and no
-correction is made when ``|phihat| = 1``.
+Guards not in the paper: pairs with a zero gradient are skipped (cosine undefined), also when
+``g_i^GV`` has become zero up to round-off (1e-6 of ``sum_k |C_ik| ||g_k||``: a correction
+against a parallel, opposite ``g_j`` cancels it exactly, and the cosine of the remaining noise
+would drive the EMA), and no correction is made when ``|phihat| = 1``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from mtlbench.tasks import Task
 from mtlbench.weighting.base import GradientNeed, HyperParam, RandomStrategy
 from mtlbench.weighting.registry import register
 
+# ||g_i'|| comes from a quadratic form of the Gramian: cancellation leaves sqrt(eps) ~ 1e-8
+_CANCELLED = 1e-6
+_PARALLEL = 1e-12
+
 
 def gradvac_weights(
     gram: np.ndarray, targets: np.ndarray, orders: list[list[int]], beta: float
@@ -44,10 +50,15 @@ def gradvac_weights(
         for j in orders[i]:
             norm_i = math.sqrt(max(float(coef @ gram @ coef), 0.0))
             norm_j = math.sqrt(max(float(gram[j, j]), 0.0))
-            if norm_i == 0.0 or norm_j == 0.0:
+            # g_i' = 0 up to the round-off of its own cancellation (an earlier correction
+            # against a parallel g_k removed it): its cosine is undefined, as for a zero row
+            size = float(np.abs(coef) @ np.sqrt(np.clip(np.diag(gram), 0.0, None)))
+            if norm_i <= _CANCELLED * size or norm_j == 0.0:
                 continue
             phi = float(coef @ gram[:, j]) / (norm_i * norm_j)
-            phi = min(1.0, max(-1.0, phi))
+            # parallel up to round-off: exactly +-1, so that a correction against an opposite
+            # g_j cancels g_i' to round-off (sqrt(1 - phi^2) would amplify 1e-16 to 1e-8)
+            phi = math.copysign(1.0, phi) if abs(phi) > 1.0 - _PARALLEL else phi
             target = float(targets[i, j])
             root_target = math.sqrt(max(1.0 - target * target, 0.0))
             if phi < target and root_target > 0.0:
@@ -77,10 +88,7 @@ class GradVac(RandomStrategy):
         )
 
     def gramian_weights(self, gram: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
-        orders = []
-        for i in range(self.n_tasks):
-            perm = torch.randperm(self.n_tasks, generator=self.generator).tolist()
-            orders.append([j for j in perm if j != i])
+        orders = self.draw_orders()
         targets = self.targets.cpu().numpy().copy()
         beta = float(self.config["beta"])  # type: ignore[arg-type]
         values = gradvac_weights(gram.numpy(), targets, orders, beta)

@@ -49,13 +49,6 @@ class PCGrad(RandomStrategy):
     summary = "project conflicting gradients onto each other's normal plane, then sum"
     weights_from_gramian = True
 
-    def draw_orders(self) -> list[list[int]]:
-        orders = []
-        for i in range(self.n_tasks):
-            perm = torch.randperm(self.n_tasks, generator=self.generator).tolist()
-            orders.append([j for j in perm if j != i])
-        return orders
-
     def gramian_weights(self, gram: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
         values = pcgrad_weights(gram.numpy(), self.draw_orders())
         return torch.as_tensor(values, dtype=torch.float32)

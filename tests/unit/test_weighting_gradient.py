@@ -210,7 +210,7 @@ def test_cagrad_counts_solver_failures_and_reuses_its_last_weights(monkeypatch):
     jac = torch.tensor(AWKWARD["t3_generic"], dtype=torch.float32)
     with pytest.warns(RuntimeWarning, match="solver failed"):
         combo = strat.combine_gradients(jac, LOSSES)
-    assert strat.diagnostics() == {"solver_failures": 1.0}
+    assert strat.diagnostics() == {"steps": 2.0, "solver_failures": 1.0, "fallback_steps": 1.0}
     assert torch.equal(combo.weights, first.weights)
 
 
@@ -241,7 +241,7 @@ def test_nash_reports_and_counts_failures_instead_of_silently_keeping_weights(ca
     jac = torch.tensor(AWKWARD[case], dtype=torch.float32)
     with pytest.warns(RuntimeWarning, match="no Nash bargaining solution"):
         combo = strat.combine_gradients(jac, LOSSES[: len(jac)])
-    assert strat.diagnostics() == {"solver_failures": 1.0}
+    assert strat.diagnostics() == {"steps": 1.0, "solver_failures": 1.0, "fallback_steps": 1.0}
     assert combo.weights.tolist() == [1.0] * len(jac)  # the official initial weights
 
 

@@ -1,0 +1,230 @@
+"""Run registered strategies on the toy, through the trainer's own gradient engine.
+
+The toy is a "network" whose only shared parameter is the point ``x`` (a ``[1, 2]`` tensor, so
+GradNorm finds a two-dimensional "last shared layer") and whose shared representation is ``x``
+itself; there are no task-specific parameters. Each step is the trainer's step:
+:func:`mtlbench.gradients.backward` computes the 2 x 2 Jacobian, hands it (or its Gramian, or the
+losses) to the strategy and writes the combined gradient into ``x.grad``; Adam then moves ``x``
+with step size 1e-3, as in all three papers. Strategies that need the losses after the step get
+them; ``on_epoch_end`` receives the mean unweighted losses of every ``epoch_steps`` steps (the
+toy has no epochs; DWA's two warm-up "epochs" are then 2 x ``epoch_steps`` steps). Learned
+weighting parameters get their own Adam group with step size ``strategy_lr`` (0.025, the
+``method-params-lr`` default of the Nash-MTL / FAMO toy scripts).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mtlbench.progress import NullReporter, Reporter
+from mtlbench.tasks import Task
+from mtlbench.toy.pareto import distance
+from mtlbench.toy.problem import LEARNING_RATE, Setting, Start, get_setting
+
+# The two toy objectives as tasks: strategies only read their number and names.
+TOY_TASKS: tuple[Task, ...] = (
+    Task("f1", 0, "regression", 1, "f1", higher_is_better=False),
+    Task("f2", 1, "regression", 1, "f2", higher_is_better=False),
+)
+ALL_GRADIENT = "all-gradient"
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    strategies: tuple[str, ...]
+    setting: str = "cagrad"
+    steps: int = 20_000
+    lr: float = LEARNING_RATE
+    strategy_lr: float = 0.025
+    epoch_steps: int = 100
+    seed: int = 0
+    overrides: tuple[str, ...] = ()  # ``<strategy>.<param>=<value>``
+
+    def __post_init__(self) -> None:
+        get_setting(self.setting)
+        if not self.strategies:
+            raise ValueError("no strategies to run on the toy")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.epoch_steps < 1:
+            raise ValueError(f"epoch_steps must be >= 1, got {self.epoch_steps}")
+        for name, value in (("lr", self.lr), ("strategy_lr", self.strategy_lr)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value}")
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    strategy: str
+    start: Start
+    points: NDArray[np.float64]  # [steps + 1, 2]: the start, then x after every step
+    weights: NDArray[np.float64]  # [steps, 2]: the weights the strategy reported each step
+    seconds: float
+    error: str = ""  # the exception that stopped the run ("" when it ran to the end)
+
+    @property
+    def final(self) -> NDArray[np.float64]:
+        return self.points[-1]
+
+    @property
+    def final_distance(self) -> float:
+        """Distance of the last point to the Pareto set (nan when it is not finite)."""
+        if not np.all(np.isfinite(self.final)):
+            return math.nan
+        return float(distance(self.final))
+
+
+@dataclass(frozen=True)
+class ToyResult:
+    config: ToyConfig
+    setting: Setting
+    trajectories: dict[str, tuple[Trajectory, ...]] = field(default_factory=dict)
+
+    def final_distances(self) -> dict[str, tuple[float, ...]]:
+        return {s: tuple(t.final_distance for t in ts) for s, ts in self.trajectories.items()}
+
+
+def select_strategies(specs: Sequence[str]) -> tuple[str, ...]:
+    """Expand ``all-gradient`` (every registered strategy that combines gradients, i.e. needs
+    more than the losses) and ``all`` (every registered strategy except single-task baselines,
+    whose bare name expands to one run per task) and validate the other specs."""
+    from mtlbench import weighting
+    from mtlbench.weighting.base import GradientNeed
+
+    out: list[str] = []
+    for spec in specs:
+        if spec in (ALL_GRADIENT, ALL):
+            for name in weighting.available():
+                cls = weighting.get(name)
+                if any(h.expand for h in cls.hparams):
+                    continue
+                if spec == ALL_GRADIENT and cls.needs is GradientNeed.LOSSES:
+                    continue
+                out.append(name)
+        else:
+            weighting.resolve(spec)
+            out.append(spec)
+    return tuple(dict.fromkeys(out))
+
+
+def run_trajectory(spec: str, start: Start, cfg: ToyConfig, scale: float) -> Trajectory:
+    """One strategy from one starting point for ``cfg.steps`` Adam steps."""
+    import torch
+    from torch import nn
+
+    from mtlbench import gradients, weighting
+    from mtlbench.toy.model import PointModel
+    from mtlbench.toy.problem import strategy_losses
+    from mtlbench.weighting.base import StepContext
+
+    strategy = weighting.create(spec, TOY_TASKS, seed=cfg.seed, overrides=cfg.overrides)
+    model = PointModel(start)
+    x = model.point
+    # The engine hands head gradients to a list of head parameters; the toy has none that the
+    # losses reach, and an empty parameter is "unused" (its gradient stays None).
+    no_heads = [nn.Parameter(torch.zeros(0))]
+    groups: list[dict[str, Any]] = [{"params": [x], "lr": cfg.lr}]
+    own = [p for p in strategy.parameters() if p.requires_grad]
+    if own:
+        groups.append({"params": own, "lr": cfg.strategy_lr})
+    optimizer = torch.optim.Adam(groups)
+
+    def loss_fn(outputs: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        return strategy_losses(outputs[0][0], scale)
+
+    # The toy has no data: one placeholder batch stands for training and validation alike.
+    batch = (torch.zeros(1, 1), torch.zeros(1, 2))
+    points = np.full((cfg.steps + 1, 2), np.nan)
+    weights = np.full((cfg.steps, 2), np.nan)
+    points[0] = (start.x1, start.x2)
+    epoch_sum = torch.zeros(2, dtype=torch.float64)
+    epoch = 0
+    error = ""
+    t0 = time.perf_counter()
+    try:
+        for i in range(cfg.steps):
+            optimizer.zero_grad(set_to_none=True)
+            if strategy.needs_step_context:
+                strategy.prepare_step(StepContext(model, loss_fn, batch, batch, cfg.lr))
+            out = model(batch[0])
+            losses = loss_fn(out.outputs, batch[1])
+            if strategy.samples_per_step > 1:
+                # k independent samples of a deterministic loss are k copies of it.
+                losses = torch.stack([losses] * strategy.samples_per_step)
+            step = gradients.backward(strategy, losses, out.features, [x], no_heads)
+            optimizer.step()
+            losses = gradients.mean_losses(losses)
+            if strategy.needs_losses_after_step:
+                with torch.no_grad():
+                    after = loss_fn(model(batch[0]).outputs, batch[1])
+                strategy.after_step(losses.detach(), after)
+            epoch_sum += losses.detach().double()
+            if (i + 1) % cfg.epoch_steps == 0:
+                strategy.on_epoch_end(epoch, (epoch_sum / cfg.epoch_steps).float())
+                epoch_sum.zero_()
+                epoch += 1
+            row = x.detach()[0].double().numpy()
+            points[i + 1] = row
+            weights[i] = step.weights.double().cpu().numpy()
+            if not np.all(np.isfinite(row)):
+                error = f"x left the finite numbers at step {i + 1}"
+                break
+    except (ValueError, RuntimeError, ArithmeticError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - t0
+    if error:  # keep the path up to the failure; nan rows after it would hide nothing
+        last = int(np.max(np.nonzero(np.all(np.isfinite(points), axis=1))[0]))
+        points, weights = points[: last + 1], weights[:last]
+    return Trajectory(spec, start, points, weights, seconds, error)
+
+
+def run_toy(cfg: ToyConfig, reporter: Reporter | None = None) -> ToyResult:
+    """Every strategy of ``cfg`` from every starting point of its setting."""
+    setting = get_setting(cfg.setting)
+    specs = select_strategies(cfg.strategies)
+    result = ToyResult(cfg, setting)
+    reporter = reporter or NullReporter()
+    with reporter.progress("toy", total=len(specs) * len(setting.starts)) as bar:
+        for spec in specs:
+            trajs = []
+            for start in setting.starts:
+                traj = run_trajectory(spec, start, cfg, setting.scale)
+                if traj.error:
+                    reporter.warn(f"toy: {spec} from {start} stopped: {traj.error}")
+                trajs.append(traj)
+                bar.advance(1, strategy=spec, distance=traj.final_distance)
+            result.trajectories[spec] = tuple(trajs)
+    return result
+
+
+def toy_study(
+    cfg: ToyConfig,
+    out: Path,
+    *,
+    tracking_uri: str | None = None,
+    experiment: str = "mtlbench-toy",
+    reporter: Reporter | None = None,
+) -> tuple[ToyResult, str | None]:
+    """Run, draw ``out`` (PNG) and, when ``tracking_uri`` is given, log to MLflow; return the
+    result and the MLflow run id (None without a tracking URI)."""
+    from mtlbench.toy.plot import plot_toy
+
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"the toy figure is a PNG: --out must end in .png, got {str(out)!r}")
+    result = run_toy(cfg, reporter)
+    plot_toy(result, out)
+    run_id = None
+    if tracking_uri is not None:
+        from mtlbench.toy.track import log_toy
+
+        run_id = log_toy(result, out, tracking_uri, experiment)
+    return result, run_id
