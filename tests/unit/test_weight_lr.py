@@ -147,3 +147,20 @@ def test_weight_move_diagnostic_survives_a_state_dict_round_trip() -> None:
     fresh.load_state_dict(s.state_dict())  # a resumed trial: built afresh, then loaded
     assert fresh.diagnostics()["weight_move"] == pytest.approx(expected, rel=1e-6)
     assert weighting.create("sum", TASKS).diagnostics() == {}
+
+
+def test_trainer_optimiser_gives_the_weights_their_own_lr() -> None:
+    from mtlbench.config import ModelConfig, TrainConfig
+    from mtlbench.model import build_model
+    from mtlbench.train import make_optimizer
+
+    model = build_model(ModelConfig(backbone="tiny"), TASKS)
+    strategy = weighting.create("uncertainty", TASKS, overrides=["uncertainty.weight_lr=0.05"])
+    opt = make_optimizer(TrainConfig(), 1e-3, model, strategy)
+    net, weights = opt.param_groups
+    assert net["lr"] == 1e-3 and weights["lr"] == 0.05 and weights["weight_decay"] == 0.0
+    assert weights["params"] == [strategy.log_vars]
+    assert (
+        len(make_optimizer(TrainConfig(), 1e-3, model, weighting.create("sum", TASKS)).param_groups)
+        == 1
+    )
