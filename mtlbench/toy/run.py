@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -121,19 +122,27 @@ def run_trajectory(spec: str, start: Start, cfg: ToyConfig, scale: float) -> Tra
     from torch import nn
 
     from mtlbench import gradients, weighting
+    from mtlbench.toy.model import PointModel
     from mtlbench.toy.problem import strategy_losses
+    from mtlbench.weighting.base import StepContext
 
     strategy = weighting.create(spec, TOY_TASKS, seed=cfg.seed, overrides=cfg.overrides)
-    x = nn.Parameter(torch.tensor([[start.x1, start.x2]], dtype=torch.float32))
+    model = PointModel(start)
+    x = model.point
     # The engine hands head gradients to a list of head parameters; the toy has none that the
     # losses reach, and an empty parameter is "unused" (its gradient stays None).
     no_heads = [nn.Parameter(torch.zeros(0))]
-    groups: list[dict[str, object]] = [{"params": [x], "lr": cfg.lr}]
+    groups: list[dict[str, Any]] = [{"params": [x], "lr": cfg.lr}]
     own = [p for p in strategy.parameters() if p.requires_grad]
     if own:
         groups.append({"params": own, "lr": cfg.strategy_lr})
     optimizer = torch.optim.Adam(groups)
 
+    def loss_fn(outputs: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        return strategy_losses(outputs[0][0], scale)
+
+    # The toy has no data: one placeholder batch stands for training and validation alike.
+    batch = (torch.zeros(1, 1), torch.zeros(1, 2))
     points = np.full((cfg.steps + 1, 2), np.nan)
     weights = np.full((cfg.steps, 2), np.nan)
     points[0] = (start.x1, start.x2)
@@ -144,13 +153,19 @@ def run_trajectory(spec: str, start: Start, cfg: ToyConfig, scale: float) -> Tra
     try:
         for i in range(cfg.steps):
             optimizer.zero_grad(set_to_none=True)
-            features = x * 1.0  # the shared representation: x itself, as a non-leaf tensor
-            losses = strategy_losses(features[0], scale)
-            step = gradients.backward(strategy, losses, features, [x], no_heads)
+            if strategy.needs_step_context:
+                strategy.prepare_step(StepContext(model, loss_fn, batch, batch, cfg.lr))
+            out = model(batch[0])
+            losses = loss_fn(out.outputs, batch[1])
+            if strategy.samples_per_step > 1:
+                # k independent samples of a deterministic loss are k copies of it.
+                losses = torch.stack([losses] * strategy.samples_per_step)
+            step = gradients.backward(strategy, losses, out.features, [x], no_heads)
             optimizer.step()
+            losses = gradients.mean_losses(losses)
             if strategy.needs_losses_after_step:
                 with torch.no_grad():
-                    after = strategy_losses(x[0], scale)
+                    after = loss_fn(model(batch[0]).outputs, batch[1])
                 strategy.after_step(losses.detach(), after)
             epoch_sum += losses.detach().double()
             if (i + 1) % cfg.epoch_steps == 0:

@@ -153,6 +153,17 @@ def test_every_gradient_strategy_runs_from_every_start_of_both_settings() -> Non
         assert set(result.trajectories) == set(select_strategies(["all-gradient"]))
 
 
+def test_every_registered_strategy_runs_on_the_toy() -> None:
+    """``all``: the loss-weighting ones too, including double sampling (k copies of the
+    deterministic losses) and look-ahead strategies that run the model themselves."""
+    result = run_toy(ToyConfig(("all",), steps=6))
+    assert set(result.trajectories) == set(select_strategies(["all"]))
+    for name, trajs in result.trajectories.items():
+        for t in trajs:
+            assert t.error == "", (name, t.start, t.error)
+            assert np.all(np.isfinite(t.points)) and t.points.shape == (7, 2)
+
+
 def test_runs_are_reproducible_for_a_seed() -> None:
     cfg = ToyConfig(("pcgrad",), steps=200, seed=3)
     a = run_trajectory("pcgrad", Start(9.0, 9.0), cfg, 1.0)
