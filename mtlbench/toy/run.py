@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ class ToyConfig:
     epoch_steps: int = 100
     seed: int = 0
     overrides: tuple[str, ...] = ()  # ``<strategy>.<param>=<value>``
+    workers: int = 1  # processes running trajectories at once (each is independent)
 
     def __post_init__(self) -> None:
         get_setting(self.setting)
@@ -55,6 +56,8 @@ class ToyConfig:
             raise ValueError("no strategies to run on the toy")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.epoch_steps < 1:
             raise ValueError(f"epoch_steps must be >= 1, got {self.epoch_steps}")
         for name, value in (("lr", self.lr), ("strategy_lr", self.strategy_lr)):
@@ -187,22 +190,44 @@ def run_trajectory(spec: str, start: Start, cfg: ToyConfig, scale: float) -> Tra
     return Trajectory(spec, start, points, weights, seconds, error)
 
 
+def _run_one(args: tuple[str, Start, ToyConfig, float]) -> Trajectory:
+    import torch
+
+    torch.set_num_threads(1)  # 2 x 2 problems: threads only add overhead
+    return run_trajectory(*args)
+
+
 def run_toy(cfg: ToyConfig, reporter: Reporter | None = None) -> ToyResult:
-    """Every strategy of ``cfg`` from every starting point of its setting."""
+    """Every strategy of ``cfg`` from every starting point of its setting; with
+    ``cfg.workers > 1`` the trajectories run in that many processes (results are identical)."""
     setting = get_setting(cfg.setting)
     specs = select_strategies(cfg.strategies)
     result = ToyResult(cfg, setting)
     reporter = reporter or NullReporter()
-    with reporter.progress("toy", total=len(specs) * len(setting.starts)) as bar:
-        for spec in specs:
-            trajs = []
-            for start in setting.starts:
-                traj = run_trajectory(spec, start, cfg, setting.scale)
+    jobs = [(spec, start, cfg, setting.scale) for spec in specs for start in setting.starts]
+    done: dict[tuple[str, Start], Trajectory] = {}
+    outcomes: Iterator[Trajectory]
+    with reporter.progress("toy", total=len(jobs)) as bar:
+        if cfg.workers == 1:
+            outcomes = map(run_trajectory, *zip(*jobs, strict=True))
+            pool = None
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn"))
+            outcomes = pool.map(_run_one, jobs)
+        try:
+            for traj in outcomes:
                 if traj.error:
-                    reporter.warn(f"toy: {spec} from {start} stopped: {traj.error}")
-                trajs.append(traj)
-                bar.advance(1, strategy=spec, distance=traj.final_distance)
-            result.trajectories[spec] = tuple(trajs)
+                    reporter.warn(f"toy: {traj.strategy} from {traj.start} stopped: {traj.error}")
+                done[(traj.strategy, traj.start)] = traj
+                bar.advance(1, strategy=traj.strategy, distance=traj.final_distance)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    for spec in specs:
+        result.trajectories[spec] = tuple(done[(spec, s)] for s in setting.starts)
     return result
 
 

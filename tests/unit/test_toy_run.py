@@ -176,3 +176,12 @@ def test_runs_are_reproducible_for_a_seed() -> None:
 def test_mgda_ends_on_the_pareto_set_from_every_start_of_cagrad(start: Start) -> None:
     traj = run_trajectory("mgda", start, ToyConfig(("mgda",), steps=30_000), 1.0)
     assert traj.final_distance < 1e-2
+
+
+def test_workers_give_the_same_trajectories_as_one_process() -> None:
+    one = run_toy(ToyConfig(("pcgrad", "mgda"), steps=40, seed=1))
+    two = run_toy(ToyConfig(("pcgrad", "mgda"), steps=40, seed=1, workers=2))
+    assert list(one.trajectories) == list(two.trajectories)
+    for name, trajs in one.trajectories.items():
+        for a, b in zip(trajs, two.trajectories[name], strict=True):
+            assert a.start == b.start and np.array_equal(a.points, b.points)
