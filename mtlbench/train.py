@@ -217,9 +217,8 @@ def train_one_epoch(
                 tasks,
             )
             with autocast:
-                out = model(x)
-            losses = gradients.step_losses(strategy, out.outputs, y, tasks)
-            step = gradients.backward(strategy, losses, out.features, shared, heads)
+                features, losses = gradients.forward_losses(strategy, model, x, y, tasks)
+            step = gradients.backward(strategy, losses, features, shared, heads)
             optimizer.step()
             losses = gradients.mean_losses(losses)
             if strategy.needs_losses_after_step:
