@@ -144,6 +144,9 @@ class SearchConfig:
     seeds: tuple[int, ...] = (0,)
     strategy_params: tuple[str, ...] = ()  # "dwa.temperature=2" items
     scalarization_sweep: int = 0  # K > 0 adds static:w for every w on the simplex grid 1/K
+    # N > 0 adds the interior simplex lattice 1/N (every weight > 0, see
+    # verdict_stats.interior_simplex); its best point on validation is the "best static" row.
+    static_sweep: int = 0
     search: str = "grid"
     n_trials: int = 20
     storage: str | None = None
@@ -180,6 +183,15 @@ class SearchConfig:
             raise ConfigError(
                 f"scalarization_sweep must be an integer from 0 (off) to 20, "
                 f"got {self.scalarization_sweep!r}"
+            )
+        if (
+            not isinstance(self.static_sweep, int)
+            or isinstance(self.static_sweep, bool)
+            or not (self.static_sweep == 0 or 2 <= self.static_sweep <= 30)
+        ):
+            raise ConfigError(
+                f"static_sweep must be 0 (off) or an integer from 2 to 30 (lattice divisions; "
+                f"the number of tasks or more gives interior points), got {self.static_sweep!r}"
             )
         if not isinstance(self.n_trials, int) or self.n_trials < 1:
             raise ConfigError(f"n_trials must be a positive integer, got {self.n_trials!r}")

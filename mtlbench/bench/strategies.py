@@ -100,12 +100,11 @@ def _train_step(v: _Variant, x: torch.Tensor, y: torch.Tensor) -> None:
     # a validation batch of the same size: the training batch itself (the cost is what counts)
     lr = float(v.optimizer.param_groups[0]["lr"])
     gradients.prepare_step(strategy, model, (x, y), lambda: (x, y), lr)
-    out = model(x)
-    losses = gradients.step_losses(strategy, out.outputs, y)
+    features, losses = gradients.forward_losses(strategy, model, x, y)
     gradients.backward(
         strategy,
         losses,
-        out.features,
+        features,
         model.shared_parameters(),
         model.head_parameters(),
         mode=v.mode,

@@ -91,7 +91,9 @@ def _mtlbench_step(backbone: str, x: torch.Tensor, y: torch.Tensor, channels_las
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = build_model(ModelConfig(backbone=backbone), TASKS).to(x.device).to(memory_format=fmt)
     xb = x.contiguous(memory_format=fmt)
-    opt = make_optimizer(TrainConfig(), 1e-3, model, nn.Module())
+    from mtlbench import weighting
+
+    opt = make_optimizer(TrainConfig(), 1e-3, model, weighting.create("sum", TASKS))
 
     def step() -> None:
         opt.zero_grad()

@@ -30,6 +30,7 @@ def toy(
     ),
     out: Path = typer.Option(Path("toy.png"), "--out", help="The figure (PNG)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the strategies' own random numbers."),
+    workers: int = typer.Option(1, "--workers", help="Processes running trajectories at once."),
     strategy_param: list[str] | None = typer.Option(
         None, "--strategy-param", help="e.g. cagrad.c=0.5 (repeatable)."
     ),
@@ -52,6 +53,7 @@ def toy(
             steps=steps,
             seed=seed,
             overrides=tuple(strategy_param or ()),
+            workers=workers,
         )
         reporter = RichReporter()
         return reporter, *toy_study(

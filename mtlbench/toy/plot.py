@@ -71,8 +71,8 @@ def plot_toy(result: ToyResult, path: Path, *, dpi: int = 72) -> Path:
     nrows = math.ceil(len(names) / ncols)
     gx, gy, mean = _grid(result.setting.scale)
     curve = pareto_set(400)
-    # A 7.5 pt monospace character is about 4.5 pt wide.
-    text = caption(result, width=max(40, int(2.9 * ncols * 72 / 4.6)))
+    # A 7.5 pt monospace character is about 4.5 pt wide; 5.4 leaves the margin.
+    text = caption(result, width=max(40, int(2.9 * ncols * 72 / 5.4)))
     caption_in = 0.15 * (text.count("\n") + 1) + 0.15  # 7.5 pt lines, with a margin
     height = 3.0 * nrows + caption_in
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, height), squeeze=False)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ class ToyConfig:
     epoch_steps: int = 100
     seed: int = 0
     overrides: tuple[str, ...] = ()  # ``<strategy>.<param>=<value>``
+    workers: int = 1  # processes running trajectories at once (each is independent)
 
     def __post_init__(self) -> None:
         get_setting(self.setting)
@@ -56,6 +58,8 @@ class ToyConfig:
             raise ValueError("no strategies to run on the toy")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.epoch_steps < 1:
             raise ValueError(f"epoch_steps must be >= 1, got {self.epoch_steps}")
         for name, value in (("lr", self.lr), ("strategy_lr", self.strategy_lr)):
@@ -71,6 +75,8 @@ class Trajectory:
     weights: NDArray[np.float64]  # [steps, 2]: the weights the strategy reported each step
     seconds: float
     error: str = ""  # the exception that stopped the run ("" when it ran to the end)
+    # The strategy's own counters at the end (e.g. Nash-MTL's ``solver_failures``).
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
     @property
     def final(self) -> NDArray[np.float64]:
@@ -118,7 +124,9 @@ def select_strategies(specs: Sequence[str]) -> tuple[str, ...]:
 
 
 def run_trajectory(spec: str, start: Start, cfg: ToyConfig, scale: float) -> Trajectory:
-    """One strategy from one starting point for ``cfg.steps`` Adam steps."""
+    """One strategy from one starting point for ``cfg.steps`` Adam steps. (One function over 80
+    lines on purpose: its loop is the trainer's step, line for line, and reads best in one piece.)
+    """
     import torch
     from torch import nn
 
@@ -152,59 +160,90 @@ def run_trajectory(spec: str, start: Start, cfg: ToyConfig, scale: float) -> Tra
     epoch = 0
     error = ""
     t0 = time.perf_counter()
-    try:
-        for i in range(cfg.steps):
-            optimizer.zero_grad(set_to_none=True)
-            if strategy.needs_step_context:
-                strategy.prepare_step(StepContext(model, loss_fn, batch, batch, cfg.lr))
-            out = model(batch[0])
-            losses = loss_fn(out.outputs, batch[1])
-            if strategy.samples_per_step > 1:
-                # k independent samples of a deterministic loss are k copies of it.
-                losses = torch.stack([losses] * strategy.samples_per_step)
-            step = gradients.backward(strategy, losses, out.features, [x], no_heads)
-            optimizer.step()
-            losses = gradients.mean_losses(losses)
-            if strategy.needs_losses_after_step:
-                with torch.no_grad():
-                    after = loss_fn(model(batch[0]).outputs, batch[1])
-                strategy.after_step(losses.detach(), after)
-            epoch_sum += losses.detach().double()
-            if (i + 1) % cfg.epoch_steps == 0:
-                strategy.on_epoch_end(epoch, (epoch_sum / cfg.epoch_steps).float())
-                epoch_sum.zero_()
-                epoch += 1
-            row = x.detach()[0].double().numpy()
-            points[i + 1] = row
-            weights[i] = step.weights.double().cpu().numpy()
-            if not np.all(np.isfinite(row)):
-                error = f"x left the finite numbers at step {i + 1}"
-                break
-    except (ValueError, RuntimeError, ArithmeticError) as exc:
-        error = f"{type(exc).__name__}: {exc}"
+    # Strategies warn once per failing step (Nash-MTL has no solution while the two gradients
+    # are opposite, for thousands of steps here): their counters are reported once instead.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            for i in range(cfg.steps):
+                optimizer.zero_grad(set_to_none=True)
+                if strategy.needs_step_context:
+                    strategy.prepare_step(StepContext(model, loss_fn, batch, batch, cfg.lr))
+                out = model(batch[0])
+                losses = loss_fn(out.outputs, batch[1])
+                if strategy.samples_per_step > 1:
+                    # k independent samples of a deterministic loss are k copies of it.
+                    losses = torch.stack([losses] * strategy.samples_per_step)
+                step = gradients.backward(strategy, losses, out.features, [x], no_heads)
+                optimizer.step()
+                losses = gradients.mean_losses(losses)
+                if strategy.needs_losses_after_step:
+                    with torch.no_grad():
+                        after = loss_fn(model(batch[0]).outputs, batch[1])
+                    strategy.after_step(losses.detach(), after)
+                epoch_sum += losses.detach().double()
+                if (i + 1) % cfg.epoch_steps == 0:
+                    strategy.on_epoch_end(epoch, (epoch_sum / cfg.epoch_steps).float())
+                    epoch_sum.zero_()
+                    epoch += 1
+                row = x.detach()[0].double().numpy()
+                points[i + 1] = row
+                weights[i] = step.weights.double().cpu().numpy()
+                if not np.all(np.isfinite(row)):
+                    error = f"x left the finite numbers at step {i + 1}"
+                    break
+        except (ValueError, RuntimeError, ArithmeticError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - t0
     if error:  # keep the path up to the failure; nan rows after it would hide nothing
         last = int(np.max(np.nonzero(np.all(np.isfinite(points), axis=1))[0]))
         points, weights = points[: last + 1], weights[:last]
-    return Trajectory(spec, start, points, weights, seconds, error)
+    return Trajectory(spec, start, points, weights, seconds, error, dict(strategy.diagnostics()))
+
+
+def _run_one(args: tuple[str, Start, ToyConfig, float]) -> Trajectory:
+    import torch
+
+    torch.set_num_threads(1)  # 2 x 2 problems: threads only add overhead
+    return run_trajectory(*args)
 
 
 def run_toy(cfg: ToyConfig, reporter: Reporter | None = None) -> ToyResult:
-    """Every strategy of ``cfg`` from every starting point of its setting."""
+    """Every strategy of ``cfg`` from every starting point of its setting; with
+    ``cfg.workers > 1`` the trajectories run in that many processes (results are identical)."""
     setting = get_setting(cfg.setting)
     specs = select_strategies(cfg.strategies)
     result = ToyResult(cfg, setting)
     reporter = reporter or NullReporter()
-    with reporter.progress("toy", total=len(specs) * len(setting.starts)) as bar:
-        for spec in specs:
-            trajs = []
-            for start in setting.starts:
-                traj = run_trajectory(spec, start, cfg, setting.scale)
+    jobs = [(spec, start, cfg, setting.scale) for spec in specs for start in setting.starts]
+    done: dict[tuple[str, Start], Trajectory] = {}
+    outcomes: Iterator[Trajectory]
+    with reporter.progress("toy", total=len(jobs)) as bar:
+        if cfg.workers == 1:
+            outcomes = map(run_trajectory, *zip(*jobs, strict=True))
+            pool = None
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn"))
+            outcomes = pool.map(_run_one, jobs)
+        try:
+            for traj in outcomes:
                 if traj.error:
-                    reporter.warn(f"toy: {spec} from {start} stopped: {traj.error}")
-                trajs.append(traj)
-                bar.advance(1, strategy=spec, distance=traj.final_distance)
-            result.trajectories[spec] = tuple(trajs)
+                    reporter.warn(f"toy: {traj.strategy} from {traj.start} stopped: {traj.error}")
+                counters = ", ".join(
+                    f"{k} {v:g}" for k, v in traj.diagnostics.items() if v and k != "steps"
+                )
+                if counters:
+                    reporter.warn(f"toy: {traj.strategy} from {traj.start}: {counters}")
+                done[(traj.strategy, traj.start)] = traj
+                bar.advance(1, strategy=traj.strategy, distance=traj.final_distance)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    for spec in specs:
+        result.trajectories[spec] = tuple(done[(spec, s)] for s in setting.starts)
     return result
 
 

@@ -17,10 +17,11 @@ needs, the engine
   gradient-sized state (``gradients_per_parameter``: DB-MTL) get the gradients parameter by
   parameter; the others get the matrix.
 
-Strategies that declare ``samples_per_step = k > 1`` (double sampling) get losses ``[k, T]`` from
-:func:`step_losses` (the batch split into k disjoint parts); the engine computes the gradients of
-all kT losses, hands the strategy their Gramian and forms the update it asks for. Strategies that
-declare ``needs_step_context`` get :func:`prepare_step` before the step (a validation batch).
+Strategies that declare ``samples_per_step = k > 1`` (double sampling) get losses ``[k, T]``
+from :func:`forward_losses` (the batch split into k disjoint parts, one forward pass each); the
+engine computes the gradients of all kT losses, hands the strategy their Gramian and forms the
+update it asks for. Strategies that declare ``needs_step_context`` get :func:`prepare_step`
+before the step (a validation batch).
 
 Task heads of gradient methods receive the gradient of ``sum_t w_t L_t`` with the weights the
 strategy returns (LibMTL feeds them the unweighted sum instead).
@@ -236,29 +237,35 @@ def _heads_backward(
     return total.detach()
 
 
-def step_losses(
+def forward_losses(
     strategy: Strategy,
-    outputs: Sequence[torch.Tensor],
-    labels: torch.Tensor,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
     tasks: Sequence[Task] = TASKS,
-) -> torch.Tensor:
-    """The losses :func:`backward` expects: ``[T]`` batch losses, or ``[k, T]`` for a strategy
-    with ``samples_per_step = k``: the losses of k disjoint, consecutive parts of the (shuffled)
-    batch, i.e. k independent samples; part sizes differ by at most one image."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, losses)`` for :func:`backward`: one forward pass and ``[T]`` batch losses,
+    or, for a strategy with ``samples_per_step = k``, ``[k, T]`` losses of k disjoint,
+    consecutive parts of the (shuffled) batch, each with its own forward pass: k independent
+    samples (batch norm sees each part alone), and each part's backward passes traverse only
+    its own graph (one forward over the whole batch would make every one of the kT backward
+    passes cost a full-batch backward). Part sizes differ by at most one image."""
     k = strategy.samples_per_step
     if k == 1:
-        return task_losses(outputs, labels, tasks)
-    n = labels.shape[0]
+        out = model(x)
+        return out.features, task_losses(out.outputs, y, tasks)
+    n = y.shape[0]
     if n < k:
         raise ValueError(
             f"strategy {strategy.name!r} splits each batch into {k} samples; a batch of {n} "
             f"is too small (batch_size must be at least {k})"
         )
-    parts = [torch.tensor_split(o, k) for o in outputs]
-    label_parts = torch.tensor_split(labels, k)
-    return torch.stack(
-        [task_losses([p[s] for p in parts], label_parts[s], tasks) for s in range(k)]
+    outs = [model(part) for part in torch.tensor_split(x, k)]
+    labels = torch.tensor_split(y, k)
+    losses = torch.stack(
+        [task_losses(o.outputs, part, tasks) for o, part in zip(outs, labels, strict=True)]
     )
+    return torch.cat([o.features for o in outs]), losses
 
 
 def mean_losses(losses: torch.Tensor) -> torch.Tensor:
@@ -300,7 +307,7 @@ def _sample_backward(
         )
     if tuple(losses.shape) != (k, n):
         raise ValueError(
-            f"strategy {strategy.name!r} takes [{k}, {n}] per-sample losses (see step_losses), "
+            f"strategy {strategy.name!r} takes [{k}, {n}] per-sample losses (see forward_losses), "
             f"got shape {tuple(losses.shape)}"
         )
     per_task = task_gradients(losses.reshape(-1), shared_params, mode=mode)

@@ -107,6 +107,26 @@ class HyperParam:
         return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+WEIGHT_LR = "weight_lr"
+
+
+def weight_lr_param(default: float, source: str) -> HyperParam:
+    """The ``<strategy>.weight_lr`` hyperparameter of a strategy with learned weighting
+    parameters: the lr of their own optimiser group (:meth:`Strategy.parameter_groups`).
+
+    At the network's lr (3e-4 .. 1e-3 with Adam, which moves a parameter by about lr per step)
+    a log-variance moves by ~0.1 in a few hundred steps, so the method silently becomes a fixed
+    weighting; ``source`` says where the default comes from."""
+    return HyperParam(
+        WEIGHT_LR,
+        default,
+        f"lr of the learned weighting parameters (own optimiser group); default: {source}",
+        low=1e-5,
+        high=1.0,
+        log=True,
+    )
+
+
 @dataclass(frozen=True)
 class LossCombination:
     loss: torch.Tensor  # scalar, back-propagated through heads and backbone
@@ -255,6 +275,38 @@ class Strategy(nn.Module):
     def prepare_step(self, context: StepContext) -> None:
         """``needs_step_context`` strategies: runs before each step's forward pass."""
 
+    # --- the optimiser ------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimiser parameter groups of the strategy's learned parameters (none: ``[]``).
+
+        Learned weighting parameters get their own group with the declared ``weight_lr`` and no
+        weight decay (decay would pull log-variances and weights towards 0). A strategy with
+        trainable parameters must declare ``weight_lr`` (:func:`weight_lr_param`)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return []
+        if WEIGHT_LR not in self.config:
+            raise TypeError(
+                f"strategy {self.name!r} has learned parameters but declares no {WEIGHT_LR!r} "
+                "hyperparameter (add weight_lr_param(...) to its hparams)"
+            )
+        lr = float(self.config[WEIGHT_LR])  # type: ignore[arg-type]
+        return [{"params": params, "lr": lr, "weight_decay": 0.0}]
+
+    def learned_weights(self) -> torch.Tensor | None:
+        """[T] multipliers set by the learned parameters alone (detached), or None when the
+        strategy learns none. Their largest relative change since construction is logged as
+        ``strategy/weight_move`` (:meth:`diagnostics`), so a learned weighting whose weights
+        never moved is visible in the report."""
+        return None
+
+    def remember_learned_start(self) -> None:
+        """Called at the end of ``__init__`` by strategies with :meth:`learned_weights`: the
+        start is a function of the hyperparameters only, so a resumed run (built afresh, then
+        loaded) gets the same start without checkpointing it."""
+        start = self.learned_weights()
+        self._learned_start = None if start is None else start.detach().cpu().clone()
+
     # --- hooks with explicit arguments ---------------------------------------------------------
     def on_epoch_end(self, epoch: int, train_losses: torch.Tensor) -> None:
         """``train_losses``: [T] epoch means of the unweighted training losses."""
@@ -285,12 +337,23 @@ class Strategy(nn.Module):
           reuse weights from a failed solve). ``fallback_steps / steps`` is the fraction of the
           run on which the method was not itself.
 
-        Strategies without a solver report nothing (an empty dict)."""
-        if not self._tracks_solver:
-            return {}
-        return {
-            k: float(self.get_buffer(k)) for k in ("steps", "solver_failures", "fallback_steps")
-        }
+        Strategies without a solver report nothing from it. Strategies with learned weights
+        (:meth:`learned_weights`) also report ``weight_move``, ``max_t |w_t / w_t(start) - 1|``
+        (the report flags a learned weighting that moved < 10%)."""
+        out: dict[str, float] = {}
+        if self._tracks_solver:
+            out.update(
+                {
+                    k: float(self.get_buffer(k))
+                    for k in ("steps", "solver_failures", "fallback_steps")
+                }
+            )
+        start: torch.Tensor | None = getattr(self, "_learned_start", None)
+        now = self.learned_weights()
+        if start is not None and now is not None:
+            move = (now.detach().cpu().double() / start.double() - 1.0).abs().max()
+            out["weight_move"] = float(move)
+        return out
 
     _tracks_solver: bool = False
 

@@ -14,9 +14,9 @@ default tolerances.
 benchmark). ``alpha = 0`` is linear scalarisation (weights 1/T, as in torchjd).
 
 A solution exists only when some direction improves every task: with a zero task gradient or two
-opposite ones ``f`` is unbounded below. That is a *solver failure*: counted
-(``diagnostics()['solver_failures']``), warned about, and the step reuses the last successful
-FairGrad weights (1/T before any success): never another method.
+opposite ones ``f`` is unbounded below. That is a *solver failure*: counted (``diagnostics()``:
+``steps``, ``solver_failures``, ``fallback_steps``), warned about, and the step reuses the last
+successful FairGrad weights (1/T before any success): never another method.
 """
 
 from __future__ import annotations
@@ -111,7 +111,6 @@ def fairgrad_weights(
 
 @register
 class FairGrad(Strategy):
-    solver_failures: torch.Tensor  # buffer
     last_weights: torch.Tensor  # buffer
     solved: torch.Tensor  # buffer
     name = "fairgrad"
@@ -127,21 +126,19 @@ class FairGrad(Strategy):
 
     def __init__(self, tasks: Sequence[Task], *, seed: int = 0, **hparams: Any) -> None:
         super().__init__(tasks, seed=seed, **hparams)
-        self.register_buffer("solver_failures", torch.zeros((), dtype=torch.long))
+        self.track_solver()
         self.register_buffer("last_weights", torch.full((self.n_tasks,), 1.0 / self.n_tasks))
         self.register_buffer("solved", torch.zeros((), dtype=torch.bool))
-
-    def diagnostics(self) -> dict[str, float]:
-        return {"solver_failures": float(self.solver_failures)}
 
     def gramian_weights(self, gram: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
         alpha = float(self.config["alpha"])  # type: ignore[arg-type]
         start = self.last_weights.double().cpu().numpy() if bool(self.solved) else None
         solution = fairgrad_weights(gram.numpy(), alpha, start)
+        self.record_step(failed=solution is None, fallback=False)
         if solution is None:
-            self.solver_failures += 1
+            failures = int(self.get_buffer("solver_failures"))
             warnings.warn(
-                f"fairgrad: no solution of G w = w^(-1/alpha) ({int(self.solver_failures)} "
+                f"fairgrad: no solution of G w = w^(-1/alpha) ({failures} "
                 "failures so far); reusing the last successful FairGrad weights",
                 RuntimeWarning,
                 stacklevel=2,

@@ -1,6 +1,6 @@
 """Table entries for the wave-2 gradient methods (dualproj, config, fairgrad, modo, sdmgrad,
 moco, excess_mtl): their 60-digit references live with their tests in
-``tests/unit/test_weighting_wave2_gradient.py`` (exact integer Jacobians in the same nine
+``tests/unit/weighting/test_wave2_gradient.py`` (exact integer Jacobians in the same nine
 regimes). Each entry runs that check for the case's regime, T and seed."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis.errors import UnsatisfiedAssumption
 
 from tests.exact_reference.regimes import Case
 
-_PATH = Path(__file__).resolve().parents[1] / "unit" / "test_weighting_wave2_gradient.py"
+_PATH = Path(__file__).resolve().parents[1] / "unit" / "weighting" / "test_wave2_gradient.py"
 
 
 @functools.cache

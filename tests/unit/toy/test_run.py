@@ -176,3 +176,24 @@ def test_runs_are_reproducible_for_a_seed() -> None:
 def test_mgda_ends_on_the_pareto_set_from_every_start_of_cagrad(start: Start) -> None:
     traj = run_trajectory("mgda", start, ToyConfig(("mgda",), steps=30_000), 1.0)
     assert traj.final_distance < 1e-2
+
+
+def test_workers_give_the_same_trajectories_as_one_process() -> None:
+    one = run_toy(ToyConfig(("pcgrad", "mgda"), steps=40, seed=1))
+    two = run_toy(ToyConfig(("pcgrad", "mgda"), steps=40, seed=1, workers=2))
+    assert list(one.trajectories) == list(two.trajectories)
+    for name, trajs in one.trajectories.items():
+        for a, b in zip(trajs, two.trajectories[name], strict=True):
+            assert a.start == b.start and np.array_equal(a.points, b.points)
+
+
+def test_strategy_counters_are_kept_and_per_step_warnings_silenced() -> None:
+    """Nash-MTL has no bargaining solution while the two gradients point apart (from (0, 0)):
+    the failures are counted in the trajectory, not warned about at every step."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traj = run_trajectory("nash_mtl", Start(0.0, 0.0), ToyConfig(("nash_mtl",), steps=25), 0.1)
+    assert traj.diagnostics.get("solver_failures", 0) >= 1
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

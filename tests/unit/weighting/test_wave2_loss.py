@@ -167,31 +167,27 @@ def test_auto_lambda_refuses_to_run_without_validation_batches():
 # --- per-sample losses (double sampling) ---------------------------------------------------------
 def test_double_sampling_splits_the_batch_and_updates_from_the_third_sample():
     torch.manual_seed(0)
-    # eval mode: batch norm then uses running statistics, so a part's losses do not depend on
-    # the rest of the batch and can be recomputed on the part alone
-    model = build_model(ModelConfig(backbone="tiny", head_hidden=16), TASKS).eval()
+    model = build_model(ModelConfig(backbone="tiny", head_hidden=16), TASKS)
     x, y = random_batch(9, 32, seed=3)
     strategy = weighting.create("modo", TASKS, overrides=["modo.gamma=0.01"])
-    out = model(x)
-    losses = gradients.step_losses(strategy, out.outputs, y)
-    assert losses.shape == (3, 3)
-    for s in range(3):  # sample s is images 3s..3s+2
-        part = task_losses(model(x[3 * s : 3 * s + 3]).outputs, y[3 * s : 3 * s + 3])
-        assert torch.allclose(losses[s], part, rtol=1e-5, atol=1e-6)
+    features, losses = gradients.forward_losses(strategy, model, x, y)
+    assert losses.shape == (3, 3) and features.shape[0] == 9
+    parts = [
+        task_losses(model(x[3 * s : 3 * s + 3]).outputs, y[3 * s : 3 * s + 3]) for s in range(3)
+    ]  # sample s is images 3s..3s+2, with its own forward pass
+    for s in range(3):
+        assert torch.allclose(losses[s], parts[s], rtol=1e-5, atol=1e-6)
     step = gradients.backward(
-        strategy, losses, out.features, model.shared_parameters(), model.head_parameters()
+        strategy, losses, features, model.shared_parameters(), model.head_parameters()
     )
     lam = strategy.lambd.float()
     assert torch.allclose(step.weights, lam)
     # shared parameters: sum_t lambda_t grad L_t(sample 3), nothing from samples 1 and 2
-    third = task_losses(model(x[6:]).outputs, y[6:])
-    want = torch.autograd.grad((lam * third).sum(), model.shared_parameters())
+    want = torch.autograd.grad((lam * parts[2]).sum(), model.shared_parameters(), retain_graph=True)
     for p, w in zip(model.shared_parameters(), want, strict=True):
         assert torch.allclose(p.grad, w, rtol=1e-4, atol=1e-6)
     # heads: sum_t lambda_t * (mean over samples of L_t)
-    full = torch.stack(
-        [task_losses(model(x[3 * s : 3 * s + 3]).outputs, y[3 * s : 3 * s + 3]) for s in range(3)]
-    ).mean(dim=0)
+    full = torch.stack(parts).mean(dim=0)
     want = torch.autograd.grad((lam * full).sum(), model.head_parameters())
     for p, w in zip(model.head_parameters(), want, strict=True):
         assert torch.allclose(p.grad, w, rtol=1e-4, atol=1e-6)
@@ -203,7 +199,7 @@ def test_double_sampling_rejects_single_batch_losses_and_tiny_batches():
     x, y = random_batch(2, 32)
     out = model(x)
     with pytest.raises(ValueError, match="too small"):
-        gradients.step_losses(strategy, out.outputs, y)
+        gradients.forward_losses(strategy, model, x, y)
     with pytest.raises(ValueError, match="per-sample losses"):
         gradients.backward(
             strategy,

@@ -1,0 +1,68 @@
+"""``--lrs auto``: a coarse learning-rate grid that widens until every choice is interior.
+
+Start from :data:`START` (steps of ~3x). After each round the study chooses every strategy's
+lr on validation (:data:`mtlbench.verdict_stats.LR_RULE`); a choice at the lowest (highest) lr
+of the grid adds ``lowest / FACTOR`` (``highest * FACTOR``), and only the new lrs are trained
+(the grid is resume-aware). It stops when every choice is interior, or at the cap: ``MAX_ROUNDS``
+widenings or the bounds ``[LOW, HIGH]``. The report marks any lr still at an edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+START: tuple[float, ...] = (1e-3, 3e-4, 1e-4)
+FACTOR = 3.0
+MAX_ROUNDS = 3
+LOW, HIGH = 1e-6, 1.0
+
+
+def at_edge(grid: Sequence[float], lr: float) -> str | None:
+    """``"low"``/``"high"`` when ``lr`` is the grid's smallest/largest value (a grid of one lr
+    is at both edges: reported as ``"low"``), else None."""
+    values = sorted(grid)
+    if lr == values[0]:
+        return "low"
+    if lr == values[-1]:
+        return "high"
+    return None
+
+
+def widen(
+    grid: Sequence[float],
+    chosen: Mapping[str, float],
+    *,
+    factor: float = FACTOR,
+    low: float = LOW,
+    high: float = HIGH,
+) -> tuple[float, ...] | None:
+    """The next, wider grid, or None when no chosen lr is at an edge that may still move.
+
+    ``chosen``: strategy -> its chosen lr (one of ``grid``)."""
+    if factor <= 1:
+        raise ValueError(f"factor must be > 1, got {factor!r}")
+    values = sorted(set(grid))
+    unknown = {s: lr for s, lr in chosen.items() if lr not in values}
+    if unknown:
+        raise ValueError(f"chosen lrs {unknown} are not in the grid {values}")
+    new = set(values)
+    chosen_values = set(chosen.values())
+    if values[0] in chosen_values and values[0] / factor >= low:
+        new.add(values[0] / factor)
+    if values[-1] in chosen_values and len(values) > 1 and values[-1] * factor <= high:
+        new.add(values[-1] * factor)
+    if len(values) == 1 and values[0] in chosen_values and values[0] * factor <= high:
+        new.add(values[0] * factor)
+    if new == set(values):
+        return None
+    return tuple(sorted(new, reverse=True))
+
+
+def edges(grid: Sequence[float], chosen: Mapping[str, float]) -> dict[str, str]:
+    """Strategies whose chosen lr is still at an edge of the final grid, with which edge."""
+    out = {}
+    for strategy, lr in chosen.items():
+        edge = at_edge(grid, lr)
+        if edge is not None:
+            out[strategy] = edge
+    return out
