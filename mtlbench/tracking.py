@@ -67,6 +67,10 @@ WORKER_TAG = "mtlbench.worker"  # host:pid of the worker that ran the trial
 PARETO_TAG = "mtlbench.pareto"  # "true" on the trials of an Optuna Pareto front
 REPORT_PARENTS_TAG = "mtlbench.parent_run_ids"  # studies a report run was built from
 ERROR_TAG = "error"  # one-line error of a failed trial
+# Set on a trial where more than FALLBACK_LIMIT of the steps used the strategy's documented
+# fallback instead of the method's own solution; the value is that fraction.
+SOLVER_FALLBACK_TAG = "mtlbench.solver_fallback"
+FALLBACK_LIMIT = 0.01
 
 
 def _quiet_mlflow() -> None:

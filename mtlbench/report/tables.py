@@ -17,6 +17,7 @@ import pandas as pd
 
 from mtlbench.mtl.tasks import TASKS
 from mtlbench.report import stats
+from mtlbench.tracking import SOLVER_FALLBACK_TAG
 
 TEST_METRICS: tuple[str, ...] = tuple(f"test/{t.metric}" for t in TASKS)
 VAL_METRICS: tuple[str, ...] = tuple(f"best_val/{t.metric}" for t in TASKS)
@@ -79,6 +80,7 @@ def tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
         "status",
         "tasks",
         "start_time",
+        "solver_fallback",
         *GROUP_PARAMS,
         *BUDGET_PARAMS,
         *metrics,
@@ -96,6 +98,8 @@ def tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
             "status": _text(trials, "status", "unknown"),
             "tasks": _text(trials, "param.tasks", ALL_TASKS),
             "start_time": _float(trials, "start_time"),
+            # share of fallback steps, set only on trials above FALLBACK_LIMIT
+            "solver_fallback": _float(trials, f"tag.{SOLVER_FALLBACK_TAG}"),
         }
     )
     for key in (*GROUP_PARAMS, *BUDGET_PARAMS):
@@ -256,6 +260,9 @@ def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
         row["n_run_at_lr"] = int((group["lr"] == row["best_lr"]).sum())
         row["seeds"] = ",".join(str(int(s)) for s in sorted(sel["seed"].dropna()))
         row["val_score"] = sel[SELECTION_METRIC].mean() if len(sel) else math.nan
+        fallback = sel["solver_fallback"].dropna()
+        row["n_fallback"] = len(fallback)
+        row["max_fallback"] = float(fallback.max()) if len(fallback) else math.nan
         blank = _untrained_metrics(group)
         for col in REPORTED:
             ci = stats.t_interval(sel[col].to_numpy(dtype=float) if col not in blank else [])

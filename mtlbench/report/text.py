@@ -11,6 +11,7 @@ import pandas as pd
 
 from mtlbench.mtl.tasks import TASKS
 from mtlbench.report import tables as report
+from mtlbench.tracking import FALLBACK_LIMIT
 
 METRIC_LABELS: dict[str, str] = {
     "test/age_mae": "age MAE (years) ↓",
@@ -184,6 +185,9 @@ def caveats(tidy: pd.DataFrame, summary: pd.DataFrame, primary: str) -> list[str
         )
     else:
         out.append("Every trial finished: none diverged, failed or was pruned.")
+    note = fallback_caveat(summary)
+    if note is not None:
+        out.append(note)
     return out
 
 
@@ -214,6 +218,27 @@ def fmt_p(p: float) -> str:
     if p is None or not math.isfinite(float(p)):
         return "–"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+FALLBACK_MARK = " †"
+
+
+def fallback_caveat(summary: pd.DataFrame) -> str | None:
+    """The footnote for rows marked with FALLBACK_MARK, from the trials' tags."""
+    flagged = summary[summary.get("n_fallback", pd.Series(0, index=summary.index)) > 0]
+    if flagged.empty:
+        return None
+    parts = [
+        f"{r['strategy']} ({int(r['n_fallback'])} of {int(r['n_seeds'])} seeds, up to "
+        f"{100 * float(r['max_fallback']):.1f}% of steps)"
+        for _, r in flagged.iterrows()
+    ]
+    return (
+        f"†: on more than {100 * FALLBACK_LIMIT:g}% of the steps of some trials at the chosen "
+        "learning rate, the method's problem had no solution and its documented fallback was "
+        "applied instead (MLflow tag mtlbench.solver_fallback, metric "
+        f"strategy/fallback_fraction): {'; '.join(parts)}. These rows are partly another method."
+    )
 
 
 def _lr(row: pd.Series) -> str:
@@ -254,7 +279,7 @@ def method_table(summary: pd.DataFrame, primary: str) -> tuple[list[str], list[l
         rows.append(
             [
                 rank,
-                str(r["strategy"]),
+                str(r["strategy"]) + (FALLBACK_MARK if r.get("n_fallback", 0) else ""),
                 _lr(r),
                 f"{r['n_seeds']}/{r['n_run_at_lr']}",
                 *(fmt_ci(r, c) for c in report.TEST_METRICS),

@@ -25,7 +25,13 @@ from mtlbench.data.batches import BatchIterator
 from mtlbench.infra.progress import NullReporter, Reporter
 from mtlbench.mtl.model import build_model
 from mtlbench.mtl.tasks import TASKS
-from mtlbench.tracking import RESUMED_FROM_TAG, STATUS_TAG, Status
+from mtlbench.tracking import (
+    FALLBACK_LIMIT,
+    RESUMED_FROM_TAG,
+    SOLVER_FALLBACK_TAG,
+    STATUS_TAG,
+    Status,
+)
 from mtlbench.training import checkpoint
 from mtlbench.training.loop import (
     EpochStats,
@@ -140,6 +146,15 @@ def best_params(epoch: int, val: Mapping[str, float]) -> dict[str, str]:
     return {"best.epoch": str(epoch), **{f"best.val_{k}": repr(float(v)) for k, v in val.items()}}
 
 
+def fallback_fraction(diagnostics: Mapping[str, float]) -> float | None:
+    """Share of the steps so far on which the strategy applied its documented fallback instead
+    of its method's solution; None for strategies without a solver."""
+    steps = diagnostics.get("steps", 0.0)
+    if "fallback_steps" not in diagnostics or steps <= 0:
+        return None
+    return float(diagnostics["fallback_steps"]) / float(steps)
+
+
 def _epoch_metrics(
     stats: EpochStats, val: dict[str, float], epoch_s: float, diagnostics: dict[str, float]
 ) -> dict[str, float]:
@@ -152,6 +167,9 @@ def _epoch_metrics(
         {f"weight/{t.name}": v for t, v in zip(TASKS, stats.weights.tolist(), strict=True)}
     )
     metrics.update({f"strategy/{k}": v for k, v in diagnostics.items()})
+    fraction = fallback_fraction(diagnostics)
+    if fraction is not None:
+        metrics["strategy/fallback_fraction"] = fraction
     metrics["time/epoch_s"] = epoch_s
     metrics["throughput/train_img_s"] = stats.images / max(stats.seconds, 1e-9)
     return metrics
@@ -325,6 +343,14 @@ class _Trial:
         run.set_tags({STATUS_TAG: Status.FINISHED})
 
 
+def _tag_fallbacks(diagnostics: Mapping[str, float], run: RunLike) -> None:
+    """Mark the trial in MLflow (not only in the log) when the method was often not itself:
+    the report then flags its row."""
+    fraction = fallback_fraction(diagnostics)
+    if fraction is not None and fraction > FALLBACK_LIMIT:
+        run.set_tags({SOLVER_FALLBACK_TAG: f"{fraction:.4f}"})
+
+
 def fit(
     spec: TrialSpec,
     cfg: RunConfig,
@@ -377,6 +403,7 @@ def fit(
             )
             run.set_tags({"mtlbench.stopped_early_epoch": epoch})
             break
+    _tag_fallbacks(trial.strategy.diagnostics(), run)
     trial.finish(run)
     if checkpoint_dir is not None and not cfg.train.keep_checkpoints:
         # The best weights wait for the end of the study, which logs the chosen trials' models.

@@ -1,6 +1,6 @@
 import pytest
 
-from mtlbench.lr_auto import START, edges, widen
+from mtlbench.runs.lr_auto import START, edges, widen
 
 
 def test_interior_choices_stop_the_search() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mtlbench.verdict_stats import (
+from mtlbench.report.verdict_stats import (
     choose_lr,
     delta_m_interval,
     detectable_difference,

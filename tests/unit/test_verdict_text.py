@@ -2,8 +2,8 @@
 
 import math
 
-from mtlbench.verdict_stats import DeltaMInterval
-from mtlbench.verdict_text import (
+from mtlbench.report.verdict_stats import DeltaMInterval
+from mtlbench.report.verdict_text import (
     Comparison,
     beats_sentence,
     edge_sentence,

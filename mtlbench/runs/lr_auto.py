@@ -1,7 +1,7 @@
 """``--lrs auto``: a coarse learning-rate grid that widens until every choice is interior.
 
 Start from :data:`START` (steps of ~3x). After each round the study chooses every strategy's
-lr on validation (:data:`mtlbench.verdict_stats.LR_RULE`); a choice at the lowest (highest) lr
+lr on validation (:data:`report.verdict_stats.LR_RULE`); a choice at the lowest (highest) lr
 of the grid adds ``lowest / FACTOR`` (``highest * FACTOR``), and only the new lrs are trained
 (the grid is resume-aware). It stops when every choice is interior, or at the cap: ``MAX_ROUNDS``
 widenings or the bounds ``[LOW, HIGH]``. The report marks any lr still at an edge.

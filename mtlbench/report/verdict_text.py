@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mtlbench.verdict_stats import (
+from mtlbench.report.verdict_stats import (
     LR_RULE,
     MIN_WEIGHT_MOVE,
     DeltaMInterval,

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from mtlbench.stats import CONFIDENCE, holm
+from mtlbench.report.stats import CONFIDENCE, holm
 
 Method = Literal["seed-paired", "delta method", "baseline exact"]
 # A learned weighting whose weights moved less than this (relative, largest over tasks) from
