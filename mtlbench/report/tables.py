@@ -260,7 +260,7 @@ def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
         row["n_run_at_lr"] = int((group["lr"] == row["best_lr"]).sum())
         row["seeds"] = ",".join(str(int(s)) for s in sorted(sel["seed"].dropna()))
         row["val_score"] = sel[SELECTION_METRIC].mean() if len(sel) else math.nan
-        fallback = sel["solver_fallback"].dropna()
+        fallback = _float(sel, "solver_fallback").dropna()
         row["n_fallback"] = len(fallback)
         row["max_fallback"] = float(fallback.max()) if len(fallback) else math.nan
         blank = _untrained_metrics(group)
