@@ -9,16 +9,35 @@ from typer.testing import CliRunner
 from mtlbench.cli.app import app
 
 
-def test_ui_binds_loopback_by_default_and_warns_otherwise(monkeypatch):
+def test_ui_binds_loopback_by_default_and_warns_otherwise(monkeypatch, tmp_path):
     calls: list[list[str]] = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
-    result = CliRunner().invoke(app, ["ui", "--tracking-uri", "sqlite:///x.db"])
-    assert result.exit_code == 0
+
+    real_popen = subprocess.Popen
+
+    class _Server:  # stands in for the MLflow server process: exits at once with status 0
+        def wait(self) -> int:
+            return 0
+
+        def poll(self) -> int:
+            return 0
+
+    def popen(cmd, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if cmd[1:4] == ["-m", "mlflow", "ui"]:
+            calls.append(cmd)
+            return _Server()
+        return real_popen(cmd, *args, **kwargs)  # anything else MLflow starts runs for real
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    store = f"sqlite:///{tmp_path / 'x.db'}"
+    result = CliRunner().invoke(app, ["ui", "--tracking-uri", store, "--no-browser"])
+    assert result.exit_code == 0, result.output
     assert calls[-1][calls[-1].index("--host") + 1] == "127.0.0.1"
     assert "warning" not in result.output
 
-    result = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"])
-    assert result.exit_code == 0
+    result = CliRunner().invoke(
+        app, ["ui", "--host", "0.0.0.0", "--tracking-uri", store, "--no-browser"]
+    )
+    assert result.exit_code == 0, result.output
     assert calls[-1][calls[-1].index("--host") + 1] == "0.0.0.0"
     assert "warning: binding 0.0.0.0" in result.output
 
