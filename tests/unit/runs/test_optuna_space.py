@@ -92,7 +92,7 @@ def test_suggest_samples_each_strategys_own_hyperparameters_only():
             assert names == {"dwa.temperature"}
             assert items == (f"dwa.temperature={trial.params['dwa.temperature']!r}",)
         elif spec.strategy == "uncertainty":
-            # regression_form is not searchable; weight_lr is (issue 11: learned weights get their lr)
+            # regression_form is not searchable; weight_lr is (issue 11)
             assert names == {"uncertainty.init_log_var", "uncertainty.weight_lr"}
         else:
             assert names == set() and items == ()
