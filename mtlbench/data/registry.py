@@ -102,8 +102,6 @@ def _entry_point_plugins() -> dict[str, DatasetPlugin]:
             raise ValueError(
                 f"dataset {plugin.name!r} (entry point {ep.value}) is registered twice"
             )
-                f"dataset {plugin.name!r} (entry point {ep.value}) is registered twice"
-            )
         found[plugin.name] = plugin
     return found
 
