@@ -20,7 +20,14 @@ import tomllib
 
 from mtlbench.infra.errors import UserError
 
-BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "tiny")
+BACKBONES: tuple[str, ...] = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v3_small",
+    "tiny",
+    "lenet",  # one-channel images only (multi-digits)
+)
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
 SEARCHES: tuple[str, ...] = ("grid", "optuna")
 OBJECTIVES: tuple[str, ...] = ("auto", "score", "delta_m", "pareto")
@@ -53,15 +60,18 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str | None = None  # folder or archive of UTKFace images; None means synthetic
+    source: str | None = None  # what the dataset plug-in loads (UTKFace: folder or archive)
     image_size: int = 32
     max_samples: int | None = None
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_seed: int = 0
     cache_dir: str | None = None
     augment: bool = True
+    dataset: str = "utkface"  # a registered dataset plug-in (``mtlbench datasets``)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"dataset must be a registered dataset name, got {self.dataset!r}")
         if self.source == "synthetic":
             object.__setattr__(self, "source", None)
         if not isinstance(self.image_size, int) or self.image_size < 16:

@@ -33,15 +33,22 @@ def datasets_cmd() -> None:
     from mtlbench.data import registry
 
     plugins = _guard(registry.all_plugins)
-    table = Table(title="Registered datasets")
-    for col in ("name", "description", "tasks (kind, outputs, metric)", "defaults"):
+    table = Table(title="Registered datasets (mtlbench run --dataset NAME)")
+    for col in ("dataset", "task", "kind", "outputs", "metric", "direction", "about"):
         table.add_column(col)
     for plugin in plugins.values():
-        tasks = "\n".join(
-            f"{t.name}: {t.kind}, {t.n_outputs}, {t.metric} "
-            f"({'max' if t.higher_is_better else 'min'}{', ' + t.unit if t.unit else ''})"
-            for t in plugin.tasks
-        )
-        defaults = f"{plugin.default_image_size} px, {plugin.default_backbone}"
-        table.add_row(plugin.name, plugin.description, tasks, defaults)
+        for i, t in enumerate(plugin.tasks):
+            direction = "higher is better" if t.higher_is_better else "lower is better"
+            about = f"{plugin.description} (suggested: {plugin.default_backbone}, "
+            about += f"{plugin.default_image_size} px)"
+            table.add_row(
+                plugin.name if i == 0 else "",
+                t.name,
+                t.kind,
+                str(t.n_outputs),
+                t.metric + (f" ({t.unit})" if t.unit else ""),
+                direction,
+                about if i == 0 else "",
+                end_section=i == len(plugin.tasks) - 1,
+            )
     Console().print(table)

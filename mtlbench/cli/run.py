@@ -34,6 +34,7 @@ def build_config(**opts: Any) -> RunConfig:
     cfg = override(
         cfg,
         "data",
+        dataset=opts.get("dataset"),
         source=opts.get("data"),
         image_size=opts.get("image_size"),
         max_samples=opts.get("max_samples"),
@@ -83,7 +84,16 @@ def build_config(**opts: Any) -> RunConfig:
         log_model=opts.get("log_model"),
         register_model=opts.get("register_model"),
     )
-    return override(cfg, "root", output=opts.get("output"))
+    cfg = override(cfg, "root", output=opts.get("output"))
+    _check_dataset(cfg.data.dataset)
+    return cfg
+
+
+def _check_dataset(name: str) -> None:
+    """Fail before any work on an unknown ``--dataset`` (the error lists the registered ones)."""
+    from mtlbench.data import registry
+
+    registry.get(name)
 
 
 def _expand_all(cfg: RunConfig) -> RunConfig:
@@ -96,10 +106,18 @@ def _expand_all(cfg: RunConfig) -> RunConfig:
 
 @app.command()
 def run(
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        help="A registered dataset: utkface (default), multi-digits, multi-digits-4, or a "
+        "plug-in's (see: mtlbench datasets).",
+        rich_help_panel="Data",
+    ),
     data: str | None = typer.Option(
         None,
         "--data",
-        help="UTKFace folder or archive (.tar.gz/.tar/.zip), or 'synthetic' (default: synthetic).",
+        help="UTKFace folder or archive (.tar.gz/.tar/.zip), or 'synthetic' (default: synthetic); "
+        "for another dataset, what its plug-in loads.",
         rich_help_panel="Data",
     ),
     max_samples: int | None = typer.Option(

@@ -14,18 +14,24 @@ import torch
 
 from mtlbench.data.dataset import DecodedDataset
 from mtlbench.data.normalize import IMAGENET_MEAN, IMAGENET_STD
+from mtlbench.data.plugin import LoadedData
 
 
 def to_tensors(
-    ds: DecodedDataset, indices: np.ndarray, device: torch.device | str
+    ds: DecodedDataset | LoadedData, indices: np.ndarray, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [n, 3, S, S] (NCHW) images and int64 [n, 3] labels of ``indices``, on ``device``."""
+    """uint8 [n, C, S, S] (NCHW) images and int64 [n, columns] labels of ``indices``, on
+    ``device``. A :class:`DecodedDataset` is NHWC (the cache's layout); a plug-in's
+    :class:`LoadedData` is NCHW (UTKFace's: a transposed view of that cache; gathering
+    through the view took 0.11 s against 0.14 s for gather-then-permute, 14,000 of 20,000
+    images at 32 px, AMD EPYC)."""
     index = np.asarray(indices, dtype=np.int64)
     # Fancy indexing copies out of the read-only cache map, so torch gets writable memory.
-    images = torch.from_numpy(np.ascontiguousarray(ds.images[index]))
+    picked = torch.from_numpy(np.ascontiguousarray(ds.images[index]))
     labels = torch.from_numpy(np.ascontiguousarray(ds.labels[index], dtype=np.int64))
-    nchw = images.permute(0, 3, 1, 2).contiguous()
-    return nchw.to(device), labels.to(device)
+    if isinstance(ds, DecodedDataset):
+        picked = picked.permute(0, 3, 1, 2).contiguous()
+    return picked.to(device), labels.to(device)
 
 
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -35,7 +41,9 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class BatchIterator:
-    """Batches ``(x, y)``: x float32 [B, 3, S, S] normalised with ImageNet statistics, y int64.
+    """Batches ``(x, y)``: x float32 [B, C, S, S] normalised with ImageNet statistics (one
+    channel: their means, so a grey stem made of summed RGB kernels sees what the RGB network
+    saw), y int64. ``flip`` False keeps the random crop but never mirrors (left/right tasks).
 
     All randomness (shuffling, flips, crop offsets) is drawn from ``generator``, so a seeded
     generator makes an epoch reproducible.
@@ -52,10 +60,12 @@ class BatchIterator:
         generator: torch.Generator | None,
         drop_last: bool = False,
         channels_last: bool = False,
+        flip: bool = True,
     ) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
             raise ValueError(
-                f"images must be uint8 [N, 3, S, S], got {images.dtype} {tuple(images.shape)}"
+                f"images must be uint8 [N, C, S, S] with C = 1 or 3, "
+                f"got {images.dtype} {tuple(images.shape)}"
             )
         if images.shape[2] != images.shape[3]:
             raise ValueError(f"images must be square, got {tuple(images.shape[2:])}")
@@ -73,9 +83,14 @@ class BatchIterator:
         self.generator = generator
         self.drop_last = drop_last
         self.channels_last = channels_last
-        shape = (1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=images.device).view(shape)
-        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device).view(shape)
+        self.flip = flip
+        channels = images.shape[1]
+        shape = (1, channels, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=images.device)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device)
+        if channels == 1:
+            std, mean = std.mean(), mean.mean()
+        std, mean = std.view(shape), mean.view(shape)
         # (x / 255 - mean) / std as one multiply-add.
         self._scale = 1.0 / (255.0 * std)
         self._shift = -mean / std
@@ -112,11 +127,11 @@ class BatchIterator:
         draw = self._random_device()
         flip = torch.rand(b, generator=self.generator, device=draw) < 0.5
         shift = torch.randint(-pad, pad + 1, (b, 2), generator=self.generator, device=draw)
-        flip, shift = flip.to(x.device), shift.to(x.device)
+        flip, shift = (flip & self.flip).to(x.device), shift.to(x.device)
         base = torch.arange(size, device=x.device)
         rows = _reflect(base[None, :] + shift[:, :1], size)  # [B, S]
         cols = _reflect(base[None, :] + shift[:, 1:], size)
         cols = torch.where(flip[:, None], cols.flip(1), cols)
         batch = torch.arange(b, device=x.device)[:, None, None, None]
-        channel = torch.arange(3, device=x.device)[None, :, None, None]
+        channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
         return x[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]

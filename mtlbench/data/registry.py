@@ -9,72 +9,14 @@ unique: a plug-in may not replace another one.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from mtlbench.data.plugin import DatasetPlugin, LoadedData
 from mtlbench.infra.progress import Reporter
 
-if TYPE_CHECKING:
-    from mtlbench.mtl.tasks import TaskSet
+__all__ = ["ENTRY_POINT_GROUP", "DatasetPlugin", "LoadedData", "all_plugins", "get", "load"]
 
 ENTRY_POINT_GROUP = "mtlbench.datasets"
-
-
-@dataclass(frozen=True)
-class LoadedData:
-    """What a plug-in's ``load`` returns: every image and label, in a fixed order."""
-
-    images: np.ndarray  # uint8 [N, C, S, S], C = 1 or 3
-    labels: np.ndarray  # [N, T]: one column per declared task, in the tasks' order
-    strata: np.ndarray  # int64 [N]: the split keeps these groups' proportions
-    source: str  # what the user passed, or "synthetic"
-    sha256: str  # of the content (not the path): identifies the data in studies and runs
-    summary: str = ""  # one line for the console, e.g. "23,708 images, 5 skipped"
-    n_skipped: int = 0
-    synthetic: bool = False
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise ValueError(
-                f"images must be uint8 [N, C, S, S], got {self.images.dtype} {self.images.shape}"
-            )
-        n, c, h, w = self.images.shape
-        if c not in (1, 3) or h != w:
-            raise ValueError(f"images must have 1 or 3 channels and be square, got {c}x{h}x{w}")
-        if len(self.labels) != n or len(self.strata) != n:
-            raise ValueError(
-                f"{n} images but {len(self.labels)} label rows and {len(self.strata)} strata"
-            )
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
-
-
-Loader = Callable[..., LoadedData]
-
-
-@dataclass(frozen=True)
-class DatasetPlugin:
-    """A dataset and the tasks it poses.
-
-    ``load(source, image_size, *, cache_dir, reporter)`` returns :class:`LoadedData`; ``source``
-    is what ``--data`` says (a path, or None / "synthetic" for a built-in stand-in when the
-    plug-in has one). ``flip_preserves_labels`` allows horizontal-flip augmentation (False for
-    left/right tasks). ``default_backbone`` names an entry of the backbone registry."""
-
-    name: str
-    description: str
-    tasks: TaskSet
-    load: Loader
-    default_image_size: int = 32
-    default_backbone: str = "resnet18"
-    flip_preserves_labels: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 _BUILTIN: dict[str, DatasetPlugin] = {}

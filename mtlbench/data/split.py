@@ -1,4 +1,9 @@
-"""Deterministic train/val/test splits and subsets, stratified by (gender, race)."""
+"""Deterministic train/val/test splits and subsets, stratified.
+
+The groups to keep in proportion are either a 1-D int array (one stratum per item, as a dataset
+plug-in declares them) or, for UTKFace's ``[N, 3]`` label matrix, the (gender, race) pairs;
+the two give the same split when the strata number the pairs in the same order.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +25,12 @@ class Split:
 
 
 def _check_labels(labels: np.ndarray) -> None:
+    if labels.ndim == 1:
+        return
     if labels.ndim != 2 or labels.shape[1] < 3:
-        raise ValueError(f"labels must be [N, 3] (age, gender, race), got shape {labels.shape}")
+        raise ValueError(
+            f"labels must be [N] strata or [N, 3] (age, gender, race), got shape {labels.shape}"
+        )
 
 
 def _check_fractions(fractions: tuple[float, float, float]) -> None:
@@ -32,8 +41,9 @@ def _check_fractions(fractions: tuple[float, float, float]) -> None:
 
 
 def _strata(labels: np.ndarray) -> list[np.ndarray]:
-    """Index arrays, one per (gender, race) value present, in a fixed order."""
-    _, inverse = np.unique(labels[:, 1:3], axis=0, return_inverse=True)
+    """Index arrays, one per stratum (or (gender, race) value) present, in a fixed order."""
+    keys = labels if labels.ndim == 1 else labels[:, 1:3]
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     return [np.flatnonzero(inverse == k) for k in range(int(inverse.max()) + 1)]
 
@@ -113,7 +123,7 @@ def split_indices(
 
 
 def subsample(labels: np.ndarray, max_samples: int, seed: int = 0) -> np.ndarray:
-    """Sorted int64 indices of a seeded, (gender, race)-stratified subset of min(max, N) items."""
+    """Sorted int64 indices of a seeded, stratified subset of min(max, N) items."""
     _check_labels(labels)
     if max_samples < 1:
         raise ValueError(f"max_samples must be at least 1, got {max_samples}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlbench.data.dataset import load_dataset
-from mtlbench.data.registry import DatasetPlugin, LoadedData
+from mtlbench.data.plugin import DatasetPlugin, LoadedData
 from mtlbench.infra.progress import Reporter
 from mtlbench.mtl.tasks import TASKS, TaskSet
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from mtlbench.config import BACKBONES, ModelConfig
 from mtlbench.infra.errors import UserError
+from mtlbench.mtl.gray_backbones import build_gray_backbone
 from mtlbench.mtl.tasks import Task
 
 
@@ -43,10 +44,10 @@ class TinyBackbone(nn.Module):
 
     feature_dim = 32
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            nn.Conv2d(in_channels, 16, 3, stride=2, padding=1),
             nn.BatchNorm2d(16),
             nn.ReLU(inplace=True),
             nn.Conv2d(16, 32, 3, stride=2, padding=1),
@@ -60,14 +61,22 @@ class TinyBackbone(nn.Module):
         return self.body(x)
 
 
-def build_backbone(name: str, weights: str) -> tuple[nn.Module, int]:
-    """Return a torchvision backbone with its classifier removed, and its feature width."""
+def build_backbone(name: str, weights: str, in_channels: int = 3) -> tuple[nn.Module, int]:
+    """Return a torchvision backbone with its classifier removed, and its feature width;
+    ``in_channels=1`` gives the one-channel variants (:mod:`mtlbench.mtl.gray_backbones`)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; valid choices: {', '.join(BACKBONES)}")
     if name == "tiny":
         if weights == "imagenet":
             raise WeightsError("the 'tiny' backbone has no ImageNet weights; use --weights none")
-        return TinyBackbone(), TinyBackbone.feature_dim
+        return TinyBackbone(in_channels), TinyBackbone.feature_dim
+    if in_channels == 1:
+        try:
+            return build_gray_backbone(name, weights)
+        except ValueError as exc:
+            raise WeightsError(str(exc)) from None
+    if name == "lenet":
+        raise WeightsError("the 'lenet' backbone takes one-channel images (e.g. multi-digits)")
     tv_weights = None
     if weights == "imagenet":
         tv_weights = tvm.get_model_weights(name).DEFAULT
@@ -110,11 +119,12 @@ class HydraNet(nn.Module):
     def head_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.heads.parameters() if p.requires_grad]
 
-    def init_regression_bias(self, task_index: int, value: float) -> None:
-        """Start a regression head at the training mean (e.g. 33 years instead of 0).
+    def init_output_bias(self, task_index: int, value: float) -> None:
+        """Start a head's output at ``value``: a regression head at its constant predictor
+        (e.g. UTKFace's age at the training median, 33 years instead of 0).
 
-        Without it the age L1 loss starts near 30 and swamps the other tasks for the first
-        epoch, whatever the weighting; every strategy gets the same initialisation.
+        Without it an L1 regression loss starts near 30 and swamps the other tasks for the
+        first epoch, whatever the weighting; every strategy gets the same initialisation.
         """
         head = self.heads[task_index]
         assert isinstance(head, nn.Sequential)
@@ -150,9 +160,9 @@ def _load_weights_file(model: HydraNet, path: Path) -> None:
         )
 
 
-def build_model(cfg: ModelConfig, tasks: Sequence[Task]) -> HydraNet:
+def build_model(cfg: ModelConfig, tasks: Sequence[Task], in_channels: int = 3) -> HydraNet:
     weights = cfg.weights if cfg.weights in ("none", "imagenet") else "none"
-    backbone, dim = build_backbone(cfg.backbone, weights)
+    backbone, dim = build_backbone(cfg.backbone, weights, in_channels)
     model = HydraNet(backbone, dim, tasks, hidden=cfg.head_hidden)
     if cfg.weights not in ("none", "imagenet"):
         _load_weights_file(model, Path(cfg.weights))

@@ -57,6 +57,8 @@ def study_definition(cfg: RunConfig, data_params: dict[str, str]) -> dict[str, A
     data folder continues the same study."""
     d = cfg.to_dict()
     data = {k: v for k, v in d["data"].items() if k not in EXECUTION_KEYS["data"]}
+    if data.get("dataset") == "utkface":
+        del data["dataset"]  # the default, absent from older studies: they keep resuming
     train = {k: v for k, v in d["train"].items() if k not in EXECUTION_KEYS["train"]}
     search = {k: d["search"][k] for k in DEFINING_SEARCH_KEYS[cfg.search.search]}
     definition = {

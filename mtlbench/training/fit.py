@@ -24,7 +24,7 @@ from mtlbench.config import RunConfig
 from mtlbench.data.batches import BatchIterator
 from mtlbench.infra.progress import NullReporter, Reporter
 from mtlbench.mtl.model import build_model
-from mtlbench.mtl.tasks import TASKS
+from mtlbench.mtl.tasks import Task
 from mtlbench.tracking import (
     FALLBACK_LIMIT,
     RESUMED_FROM_TAG,
@@ -115,7 +115,7 @@ def trial_params(
     spec: TrialSpec, cfg: RunConfig, data: PreparedData, device: torch.device
 ) -> dict[str, str]:
     cls, hp = weighting.resolve(spec.strategy, cfg.search.strategy_params)
-    trained = cls(TASKS, seed=spec.seed, **hp).trained_tasks()
+    trained = cls(data.tasks.tasks, seed=spec.seed, **hp).trained_tasks()
 
     amp = resolve_amp(cfg.train, device)
     return {
@@ -156,15 +156,19 @@ def fallback_fraction(diagnostics: Mapping[str, float]) -> float | None:
 
 
 def _epoch_metrics(
-    stats: EpochStats, val: dict[str, float], epoch_s: float, diagnostics: dict[str, float]
+    tasks: tuple[Task, ...],
+    stats: EpochStats,
+    val: dict[str, float],
+    epoch_s: float,
+    diagnostics: dict[str, float],
 ) -> dict[str, float]:
     metrics = {
-        f"train/loss_{t.name}": v for t, v in zip(TASKS, stats.task_losses.tolist(), strict=True)
+        f"train/loss_{t.name}": v for t, v in zip(tasks, stats.task_losses.tolist(), strict=True)
     }
     metrics["train/loss_total"] = stats.total_loss
     metrics.update({f"val/{k}": v for k, v in val.items()})
     metrics.update(
-        {f"weight/{t.name}": v for t, v in zip(TASKS, stats.weights.tolist(), strict=True)}
+        {f"weight/{t.name}": v for t, v in zip(tasks, stats.weights.tolist(), strict=True)}
     )
     metrics.update({f"strategy/{k}": v for k, v in diagnostics.items()})
     fraction = fallback_fraction(diagnostics)
@@ -189,8 +193,12 @@ class _Trial:
     ) -> None:
         _seed_everything(spec.seed)
         self.spec, self.cfg, self.data = spec, cfg, data
-        model = build_model(cfg.model, TASKS)
-        model.init_regression_bias(0, data.reference.age_median)
+        tasks = data.tasks.tasks
+        model = build_model(cfg.model, tasks, in_channels=int(data.train[0].shape[1]))
+        # Declared per task by the reference, never by name: regression heads start at their
+        # constant predictor; classification heads at the usual zero-mean initialisation.
+        for index, value in data.reference.initial_outputs().items():
+            model.init_output_bias(index, value)
         self.channels_last = resolve_channels_last(cfg.train, device)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(device).to(memory_format=memory_format)
@@ -198,7 +206,7 @@ class _Trial:
             # In place (nn.Module.compile), so state_dict keys and checkpoints stay the same.
             self.model.backbone.compile()
         self.strategy = weighting.create(
-            spec.strategy, TASKS, seed=spec.seed, overrides=cfg.search.strategy_params
+            spec.strategy, tasks, seed=spec.seed, overrides=cfg.search.strategy_params
         ).to(device)
         self.trained = self.strategy.trained_tasks()
         self.optimizer = make_optimizer(cfg.train, spec.lr, self.model, self.strategy)
@@ -212,6 +220,7 @@ class _Trial:
             generator=self.gen,
             drop_last=len(data.train[0]) > cfg.train.batch_size,
             channels_last=self.channels_last,
+            flip=data.flip,
         )
         self.result = TrialResult(spec, status=Status.FINISHED)
         self.best_score = math.inf
@@ -282,7 +291,7 @@ class _Trial:
         val = evaluate(self.model, self.eval_batches(self.data.val), amp_dtype=self.amp_dtype)
         # The last step's update can blow up the weights with every training loss still
         # finite: non-finite validation losses are divergence too.
-        bad_val = [t.name for t in TASKS if not math.isfinite(val[f"loss_{t.name}"])]
+        bad_val = [t.name for t in self.model.tasks if not math.isfinite(val[f"loss_{t.name}"])]
         diverged = stats.diverged_task or (f"{bad_val[0]} (validation)" if bad_val else None)
         if diverged is not None:
             result.status = Status.DIVERGED
@@ -299,7 +308,8 @@ class _Trial:
         self.strategy.on_epoch_end(epoch, stats.task_losses)
         val["score"] = self.data.reference.score(val, self.trained)
         epoch_s = stats.seconds + time.perf_counter() - val_start
-        metrics = _epoch_metrics(stats, val, epoch_s, self.strategy.diagnostics())
+        diagnostics = self.strategy.diagnostics()
+        metrics = _epoch_metrics(self.model.tasks, stats, val, epoch_s, diagnostics)
         result.history.append({"epoch": float(epoch), **metrics})
         self.timestamps.append(_now_ms())
         if val["score"] < self.best_score:

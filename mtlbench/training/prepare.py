@@ -1,4 +1,5 @@
-"""Everything a set of trials shares: the device, the decoded data and its split.
+"""Everything a set of trials shares: the device, the dataset's decoded data, its split and
+its tasks' constant-predictor reference.
 
 Prepared once per ``run`` (decode once, split once) and handed to every trial, so every
 strategy, learning rate and seed sees exactly the same images in the same split.
@@ -6,6 +7,7 @@ strategy, learning rate and seed sees exactly the same images in the same split.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,10 +15,13 @@ import numpy as np
 import torch
 
 from mtlbench.config import ConfigError, DataConfig, TrainConfig
-from mtlbench.data import DecodedDataset, load_dataset, split_indices, subsample
+from mtlbench.data import registry, split_indices, subsample
 from mtlbench.data.batches import to_tensors
+from mtlbench.data.plugin import LoadedData
 from mtlbench.infra.progress import NullReporter, Reporter
-from mtlbench.mtl.tasks import TASKS
+from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
+
+SPLIT_NAMES = ("train", "val", "test")
 
 SYNTHETIC_BANNER = (
     "Using the built-in SYNTHETIC faces (procedurally drawn, not real data). "
@@ -40,35 +45,46 @@ def resolve_device(spec: str) -> torch.device:
 
 @dataclass(frozen=True)
 class Reference:
-    """Errors of constant predictors fitted on the training split (normalise val/score)."""
+    """Each task's best constant predictor, fitted on the training split: its prediction (the
+    median, the majority class) and its error in the task's metric. It normalises the
+    model-selection score, starts a regression head at its value, and is logged as the
+    "constant predictor" row every model must beat."""
 
-    age_median: float
-    age_mae: float
-    gender_err: float
-    race_err: float
+    tasks: TaskSet
+    predictions: tuple[float, ...]  # per task; NaN where no single number (multilabel)
+    errors: tuple[float, ...]  # per task, as an error (lower is better), floored at 1e-6
 
     @staticmethod
-    def from_labels(labels: np.ndarray) -> Reference:
-        age = labels[:, 0].astype(np.float64)
-        med = float(np.median(age))
+    def from_labels(labels: np.ndarray, tasks: TaskSet = UTKFACE_TASKS) -> Reference:
+        fitted = [t.constant_predictor(labels) for t in tasks]
+        return Reference(tasks, tuple(p for p, _ in fitted), tuple(e for _, e in fitted))
 
-        def majority_err(col: np.ndarray) -> float:
-            counts = np.bincount(col)
-            return float(1.0 - counts.max() / counts.sum())
+    def prediction(self, name: str) -> float:
+        return self.predictions[self.tasks.names.index(name)]
 
-        return Reference(
-            age_median=med,
-            age_mae=max(float(np.abs(age - med).mean()), 1e-6),
-            gender_err=max(majority_err(labels[:, 1]), 1e-6),
-            race_err=max(majority_err(labels[:, 2]), 1e-6),
-        )
+    def error(self, name: str) -> float:
+        return self.errors[self.tasks.names.index(name)]
+
+    def metrics(self) -> dict[str, float]:
+        """The constant predictor's value of each task metric (``age_mae``, ``gender_acc`` ...)."""
+        return {
+            t.metric: (1.0 - e if t.higher_is_better else e)
+            for t, e in zip(self.tasks, self.errors, strict=True)
+        }
+
+    def initial_outputs(self) -> dict[int, float]:
+        """Head index -> the output a regression head starts at (its constant predictor)."""
+        return {
+            i: p
+            for i, (t, p) in enumerate(zip(self.tasks, self.predictions, strict=True))
+            if t.kind == "regression"
+        }
 
     def relative_errors(self, metrics: dict[str, float]) -> dict[str, float]:
         """Per task: error / constant-predictor error (1 = trivial, 0 = perfect)."""
         return {
-            "age": metrics["age_mae"] / self.age_mae,
-            "gender": (1 - metrics["gender_acc"]) / self.gender_err,
-            "race": (1 - metrics["race_acc"]) / self.race_err,
+            t.name: t.error(metrics[t.metric]) / e
+            for t, e in zip(self.tasks, self.errors, strict=True)
         }
 
     def score(self, metrics: dict[str, float], tasks: Sequence[str] | None = None) -> float:
@@ -80,54 +96,72 @@ class Reference:
 
 @dataclass(frozen=True)
 class PreparedData:
-    train: tuple[torch.Tensor, torch.Tensor]  # uint8 NCHW images, int64 [N, 3] labels
+    train: tuple[torch.Tensor, torch.Tensor]  # uint8 NCHW images, int64 [N, columns] labels
     val: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
     reference: Reference
-    params: dict[str, str]  # data, data_sha256, split_sha256, n_train, n_val, n_test, ...
+    params: dict[str, str]  # dataset, data, data_sha256, split_sha256, n_train, n_val, ...
     summary: str
     synthetic: bool
+    tasks: TaskSet = UTKFACE_TASKS
+    flip: bool = True  # horizontal flips keep the labels (False for left/right tasks)
+
+
+def _split_parts(data: LoadedData, cfg: DataConfig) -> tuple[dict[str, np.ndarray], str]:
+    """Index arrays of train / val / test and the split's sha256: the plug-in's own split
+    when it has one, else a split stratified by its strata (``--max-samples`` subsamples
+    first, stratified the same way)."""
+    indices = np.arange(len(data.labels))
+    if cfg.max_samples is not None and cfg.max_samples < len(indices):
+        indices = subsample(data.strata, cfg.max_samples, seed=cfg.split_seed)
+    if data.split is not None:
+        parts = {n: indices[data.split[indices] == k] for k, n in enumerate(SPLIT_NAMES)}
+        digest = hashlib.sha256(b"fixed")
+        for part in parts.values():
+            digest.update(len(part).to_bytes(8, "little") + part.astype("<i8").tobytes())
+        return parts, digest.hexdigest()
+    split = split_indices(data.strata[indices], cfg.split, seed=cfg.split_seed)
+    return {n: indices[getattr(split, n)] for n in SPLIT_NAMES}, split.sha256
 
 
 def prepare_data(
     cfg: DataConfig, device: torch.device, reporter: Reporter | None = None
 ) -> PreparedData:
     reporter = reporter or NullReporter()
-    ds: DecodedDataset = load_dataset(
-        cfg.source, cfg.image_size, cache_dir=cfg.cache_path, reporter=reporter
+    plugin = registry.get(cfg.dataset)
+    data = registry.load(
+        plugin, cfg.source, cfg.image_size, cache_dir=cfg.cache_path, reporter=reporter
     )
-    if ds.synthetic:
+    if data.synthetic:
         reporter.info(SYNTHETIC_BANNER)
-    reporter.info(ds.summary())
-    indices = np.arange(len(ds.labels))
-    if cfg.max_samples is not None and cfg.max_samples < len(indices):
-        indices = subsample(ds.labels, cfg.max_samples, seed=cfg.split_seed)
-    split = split_indices(ds.labels[indices], cfg.split, seed=cfg.split_seed)
-    parts = {name: indices[getattr(split, name)] for name in ("train", "val", "test")}
-    tensors = {name: to_tensors(ds, idx, device) for name, idx in parts.items()}
+    reporter.info(data.summary)
+    parts, split_sha256 = _split_parts(data, cfg)
+    tensors = {name: to_tensors(data, idx, device) for name, idx in parts.items()}
     params = {
-        "data": ds.source,
-        "data_sha256": ds.content_sha256,
-        "split_sha256": split.sha256,
+        "dataset": plugin.name,
+        "data": data.source,
+        "data_sha256": data.sha256,
+        "split_sha256": split_sha256,
         "split": ",".join(f"{f:g}" for f in cfg.split),
         "split_seed": str(cfg.split_seed),
         "n_train": str(len(parts["train"])),
         "n_val": str(len(parts["val"])),
         "n_test": str(len(parts["test"])),
-        "n_skipped": str(len(ds.skipped)),
+        "n_skipped": str(data.n_skipped),
         "max_samples": str(cfg.max_samples) if cfg.max_samples else "all",
         "image_size": str(cfg.image_size),
         "augment": str(cfg.augment),
     }
-    assert [t.column for t in TASKS] == [0, 1, 2]
     return PreparedData(
         train=tensors["train"],
         val=tensors["val"],
         test=tensors["test"],
-        reference=Reference.from_labels(ds.labels[parts["train"]]),
+        reference=Reference.from_labels(data.labels[parts["train"]], plugin.tasks),
         params=params,
-        summary=ds.summary(),
-        synthetic=ds.synthetic,
+        summary=data.summary,
+        synthetic=data.synthetic,
+        tasks=plugin.tasks,
+        flip=plugin.flip_preserves_labels,
     )
 
 

@@ -177,3 +177,29 @@ def test_diverging_learning_rate_is_a_result_not_a_crash(tmp_path, faces_dir):
     assert good.data.tags["mtlbench.status"] == "finished"
     trials_csv = (tmp_path / "out" / "trials.csv").read_text()
     assert "diverged" in trials_csv
+
+
+def test_unknown_dataset_lists_registered_ones(tmp_path):
+    result = _run(tmp_path, "--dataset", "imagenet-mtl")
+    _assert_clean_error(result, "unknown dataset 'imagenet-mtl'; choose one of: utkface")
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any work
+
+
+def test_datasets_command_lists_tasks_with_kind_metric_and_direction():
+    result = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {
+        line.split("│")[2].strip(): [c.strip() for c in line.split("│")[1:-1]]
+        for line in result.output.splitlines()
+        if line.count("│") >= 8
+    }
+    assert rows["age"][:6] == [
+        "utkface",
+        "age",
+        "regression",
+        "1",
+        "age_mae (years)",
+        "lower is better",
+    ]
+    assert rows["gender"][2:6] == ["binary", "1", "gender_acc", "higher is better"]
+    assert rows["race"][2:6] == ["multiclass", "5", "race_acc", "higher is better"]

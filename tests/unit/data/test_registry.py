@@ -78,7 +78,8 @@ def test_entry_point_plugins_are_listed(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
     assert registry.available()[:1] == ["utkface"] and "digits-ep" in registry.available()
     assert registry.get("digits-ep") is plugin
-    clash = SimpleNamespace(name="x", value="pkg:bad", load=lambda: registry.get("utkface"))
+    utkface = registry.get("utkface")
+    clash = SimpleNamespace(name="x", value="pkg:bad", load=lambda: utkface)
     monkeypatch.setattr(
         importlib.metadata,
         "entry_points",

@@ -80,5 +80,5 @@ def test_imagenet_offline_names_the_fix(monkeypatch):
 
 def test_regression_head_starts_at_given_value():
     model = build_model(ModelConfig(backbone="tiny"), TASKS)
-    model.init_regression_bias(0, 33.0)
+    model.init_output_bias(0, 33.0)
     assert model.heads[0][-1].bias.item() == 33.0

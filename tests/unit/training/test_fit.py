@@ -98,9 +98,11 @@ def test_reference_score_is_one_for_constant_predictors():
 
     labels = np.array([[20, 0, 0], [30, 0, 1], [40, 1, 0], [50, 0, 2]])
     ref = Reference.from_labels(labels)
-    assert ref.age_median == 35.0
-    assert ref.age_mae == 10.0  # |20-35|, |30-35|, |40-35|, |50-35| -> mean 10
-    assert ref.gender_err == 0.25 and ref.race_err == 0.5
+    assert ref.prediction("age") == 35.0
+    assert ref.error("age") == 10.0  # |20-35|, |30-35|, |40-35|, |50-35| -> mean 10
+    assert ref.error("gender") == 0.25 and ref.error("race") == 0.5
+    assert ref.metrics() == {"age_mae": 10.0, "gender_acc": 0.75, "race_acc": 0.5}
+    assert ref.initial_outputs() == {0: 35.0}  # only the regression head starts off zero
     trivial = {"age_mae": 10.0, "gender_acc": 0.75, "race_acc": 0.5}
     assert math.isclose(ref.score(trivial), 1.0)
     assert ref.score({"age_mae": 0.0, "gender_acc": 1.0, "race_acc": 1.0}) == 0.0
