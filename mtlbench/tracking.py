@@ -71,6 +71,12 @@ ERROR_TAG = "error"  # one-line error of a failed trial
 # fallback instead of the method's own solution; the value is that fraction.
 SOLVER_FALLBACK_TAG = "mtlbench.solver_fallback"
 FALLBACK_LIMIT = 0.01
+# A trial's declared tasks as JSON (``TaskSet.to_json``): reports derive every column, label
+# and direction from it; absent on runs made before dataset plug-ins (UTKFace's tasks).
+TASKS_TAG = "mtlbench.tasks"
+# Final metrics ``reference/test_<metric>``: each task's constant predictor (fitted on the
+# training split) on the test split, the row every model must beat.
+REFERENCE_PREFIX = "reference/test_"
 
 
 def _quiet_mlflow() -> None:

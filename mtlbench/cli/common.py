@@ -112,16 +112,18 @@ def _is_number(text: str) -> bool:
 def _print_summary(reporter: Any, summary: Any) -> None:
     from rich.table import Table
 
+    from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
+    from mtlbench.report.tables import TASK_SPEC
+
+    spec = summary.attrs.get(TASK_SPEC)
+    tasks = TaskSet.from_json(spec) if spec else UTKFACE_TASKS
+    columns = []  # (header, test column, format), e.g. ("age MAE (y)", "test/age_mae", ".2f")
+    for t in tasks:
+        words = " ".join(w.upper() if w == "mae" else w for w in t.metric.split("_"))
+        header = f"{words} ({t.unit[0]})" if t.unit else words
+        columns.append((header, f"test/{t.metric}", ".2f" if t.kind == "regression" else ".3f"))
     table = Table(title="Per strategy, learning rate chosen on validation (test metrics)")
-    for col in (
-        "strategy",
-        "best lr",
-        "seeds",
-        "age MAE (y)",
-        "gender acc",
-        "race acc",
-        "diverged",
-    ):
+    for col in ("strategy", "best lr", "seeds", *(c[0] for c in columns), "diverged"):
         table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
 
     def cell(row: Any, col: str, fmt: str) -> str:
@@ -138,9 +140,7 @@ def _print_summary(reporter: Any, summary: Any) -> None:
             str(row["strategy"]),
             "–" if lr is None or lr != lr else f"{lr:g}",
             str(int(row.get("n_seeds", 0) or 0)),
-            cell(row, "test/age_mae", ".2f"),
-            cell(row, "test/gender_acc", ".3f"),
-            cell(row, "test/race_acc", ".3f"),
+            *(cell(row, col, fmt) for _, col, fmt in columns),
             str(int(row.get("n_diverged", 0))),
         )
     reporter.console.print(table)

@@ -67,9 +67,11 @@ def get(name: str) -> DatasetPlugin:
 
 def _load_builtins() -> None:
     if "utkface" not in _BUILTIN:
+        from mtlbench.data.multi_digits_plugin import MULTI_DIGITS, MULTI_DIGITS_4
         from mtlbench.data.utkface import UTKFACE
 
-        register(UTKFACE)
+        for plugin in (UTKFACE, MULTI_DIGITS, MULTI_DIGITS_4):
+            register(plugin)
 
 
 def load(

@@ -9,6 +9,8 @@ downstream) branches on a task's name: only on its declared kind.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -30,6 +32,7 @@ class Task:
     metric: str  # short metric name, logged as ``val/<metric>`` and ``test/<metric>``
     higher_is_better: bool
     unit: str = ""  # of the metric, for tables and figures ("years"; "" for a fraction)
+    classes: tuple[str, ...] = ()  # optional class names, for predictions (model card)
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -40,6 +43,12 @@ class Task:
             raise ValueError(f"task {self.name!r}: {self.kind} with {self.n_outputs} outputs")
         if self.kind == "multiclass" and self.n_outputs < 2:
             raise ValueError(f"task {self.name!r}: multiclass needs at least 2 outputs")
+        width = 2 if self.kind == "binary" else self.n_outputs
+        if self.classes and (self.kind == "regression" or len(self.classes) != width):
+            raise ValueError(
+                f"task {self.name!r}: {len(self.classes)} class names for a {self.kind} task "
+                f"with {width} classes"
+            )
 
     @property
     def columns(self) -> slice:
@@ -66,6 +75,20 @@ class Task:
             return float("nan"), max(float(np.minimum(ones, 1 - ones).mean()), 1e-6)
         counts = np.bincount(cols[:, 0].astype(np.int64))
         return float(counts.argmax()), max(float(1.0 - counts.max() / counts.sum()), 1e-6)
+
+    def constant_metric(self, train: np.ndarray, test: np.ndarray) -> float:
+        """This task's metric on ``test`` (label matrix) of the best constant prediction
+        fitted on ``train``: the median's MAE, the majority class's accuracy, the per-label
+        majority's mean accuracy (multilabel)."""
+        fit, cols = train[:, self.columns], test[:, self.columns]
+        if self.kind == "regression":
+            median = float(np.median(fit[:, 0].astype(np.float64)))
+            return float(np.abs(cols[:, 0].astype(np.float64) - median).mean())
+        if self.kind == "multilabel":
+            majority = fit.astype(np.float64).mean(axis=0) >= 0.5
+            return float((cols.astype(bool) == majority[None, :]).mean())
+        majority = int(np.bincount(fit[:, 0].astype(np.int64)).argmax())
+        return float((cols[:, 0].astype(np.int64) == majority).mean())
 
     def loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Batch-mean loss of this head's ``output`` against the label matrix."""
@@ -96,8 +119,18 @@ class Task:
 
 
 AGE = Task("age", 0, "regression", 1, "age_mae", higher_is_better=False, unit="years")
-GENDER = Task("gender", 1, "binary", 1, "gender_acc", higher_is_better=True)
-RACE = Task("race", 2, "multiclass", 5, "race_acc", higher_is_better=True)
+GENDER = Task(
+    "gender", 1, "binary", 1, "gender_acc", higher_is_better=True, classes=("male", "female")
+)
+RACE = Task(
+    "race",
+    2,
+    "multiclass",
+    5,
+    "race_acc",
+    higher_is_better=True,
+    classes=("White", "Black", "Asian", "Indian", "Others"),
+)
 TASKS: tuple[Task, ...] = (AGE, GENDER, RACE)
 
 
@@ -138,6 +171,21 @@ class TaskSet:
     def metric_names(self, prefix: str = "val") -> tuple[str, ...]:
         """``<prefix>/<metric>`` of every task, e.g. ``val/age_mae``."""
         return tuple(f"{prefix}/{t.metric}" for t in self.tasks)
+
+    def to_json(self) -> str:
+        """The declarations (what a report needs to read a run without the plug-in)."""
+        return json.dumps([dataclasses.asdict(t) for t in self.tasks], separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> TaskSet:
+        items = json.loads(text)
+        return TaskSet(tuple(Task(**{**i, "classes": tuple(i.get("classes", ()))}) for i in items))
+
+    def by_metric(self, column: str) -> Task | None:
+        """The task whose metric ``column`` is (``test/age_mae``, ``best_val/age_mae`` or
+        ``age_mae``), or None."""
+        metric = column.rsplit("/", 1)[-1]
+        return next((t for t in self.tasks if t.metric == metric), None)
 
     def by_name(self, name: str) -> Task:
         for t in self.tasks:

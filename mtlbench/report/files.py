@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtlbench.mtl.tasks import TASKS
+from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
 from mtlbench.report import html as html_report
 from mtlbench.report import plots, text
 from mtlbench.report import tables as report
@@ -28,7 +28,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "pareto": (
         "Pareto fronts of the test metrics",
         "Each panel plots two test metrics. Grey: fixed-weight (static) points of the "
-        "scalarisation sweep, labelled by their weights (age, gender, race), and their Pareto "
+        "scalarisation sweep, labelled by their weights (in task order), and their Pareto "
         "front; coloured: each method at its chosen lr, mean with 95% CI on both axes; dashed: "
         "the single-task models. A method on the better side of the front (see each panel's "
         "title) beats every fixed weighting tried on that pair of metrics.",
@@ -42,7 +42,7 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Task weights over training",
         "The weight each method applied to each task loss (epoch mean), at its chosen lr; "
         "gradient methods report the weights their combined update implies. Scales follow "
-        "each method's convention (sum's weights add up to 3, mgda_ub's to 1; see "
+        "each method's convention (sum's weights add up to T, mgda_ub's to 1; see "
         "docs/strategies.md): compare the ratios between tasks rather than the levels.",
     ),
     "lr_sensitivity": (
@@ -51,10 +51,14 @@ FIGURES: dict[str, tuple[str, str]] = {
         "marks the rate chosen on validation, which is what the leaderboard reports.",
     ),
 }
-HISTORY_KEYS: tuple[str, ...] = (
-    *(f"val/{t.metric}" for t in TASKS),
-    *(f"weight/{t.name}" for t in TASKS),
-)
+
+
+def history_keys(tasks: TaskSet = UTKFACE_TASKS) -> tuple[str, ...]:
+    """The per-epoch metrics the figures draw: each task's validation metric and weight."""
+    return (*(f"val/{t.metric}" for t in tasks), *(f"weight/{t.name}" for t in tasks))
+
+
+HISTORY_KEYS: tuple[str, ...] = history_keys()
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,8 @@ def build_report(
         )
     palette = plots.strategy_palette(list(tidy["strategy"]))
     wanted = pd.concat([report.chosen_trials(g) for g in groups])
-    histories = load_histories(uri, list(wanted["run_id"]), HISTORY_KEYS)
+    keys = dict.fromkeys(k for g in groups for k in history_keys(report.tasks_of(g)))
+    histories = load_histories(uri, list(wanted["run_id"]), tuple(keys))
     out_dir.mkdir(parents=True, exist_ok=True)
     reports, files, frames = [], [], []
     for i, group in enumerate(groups):

@@ -69,12 +69,13 @@ def _group(g: GroupReport, h: int) -> str:
         f"seeds. Ranked by {html.escape(text.METRIC_LABELS[g.primary])}. <i>seeds</i>: finished "
         "seeds at the chosen lr / seeds run per lr.</p>"
     )
-    parts.append(_table(*text.method_table(g.summary, g.primary), name_col=1))
-    header, rows = text.sweep_table(g.summary, g.primary)
+    tasks = g.tasks
+    parts.append(_table(*text.method_table(g.summary, g.primary, tasks, g.constant), name_col=1))
+    header, rows = text.sweep_table(g.summary, g.primary, tasks)
     if rows:
         parts.append(f"<h{h + 1}>Fixed weights (scalarisation sweep)</h{h + 1}>")
         parts.append(_table(header, rows))
-    header, rows = text.baseline_table(g.summary)
+    header, rows = text.baseline_table(g.summary, tasks)
     if rows:
         parts.append(f"<h{h + 1}>Single-task baselines</h{h + 1}>")
         parts.append(_table(header, rows))
@@ -98,7 +99,8 @@ def render(experiment: str, groups: list[GroupReport], notes: list[str]) -> str:
         f"<h1>mtlbench report: {html.escape(experiment)}</h1>",
         f'<p class="meta">Generated {stamp} by <code>mtlbench report</code> from the MLflow '
         "runs of this experiment.</p>",
-        "<p>Which loss weighting works best for this HydraNet (age, gender, race) once every "
+        "<p>Which loss weighting works best for this HydraNet "
+        f"({html.escape('; '.join(', '.join(g.tasks.names) for g in groups))}) once every "
         "strategy gets the same learning-rate grid and seeds.</p>",
     ]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in notes]

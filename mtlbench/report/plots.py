@@ -8,6 +8,7 @@ which is meaningless with three seeds).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mtlbench.mtl.tasks import TASKS
+from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
 from mtlbench.report import stats
 from mtlbench.report import tables as report
+from mtlbench.report.text import is_percent, metric_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -27,22 +29,34 @@ if TYPE_CHECKING:
 Colour = tuple[float, float, float]
 SWEEP_COLOUR: Colour = (0.6, 0.6, 0.6)
 SINGLE_COLOUR: Colour = (0.1, 0.1, 0.1)
-_PERCENT = {"gender_acc", "race_acc"}
-_LABELS = {
-    "age_mae": "age MAE (years) ↓",
-    "gender_acc": "gender accuracy (%) ↑",
-    "race_acc": "race accuracy (%) ↑",
-    "delta_m": "Δm (%) ↓",
-    "score": "normalised score ↓",
-}
+CONSTANT_COLOUR: Colour = (0.45, 0.45, 0.45)
+_SUMMARY_LABELS = {"delta_m": "Δm (%) ↓", "score": "normalised score ↓"}
 
 
-def _label(col: str) -> str:
-    return _LABELS[col.split("/")[-1]]
+def _label(col: str, tasks: TaskSet = UTKFACE_TASKS) -> str:
+    """Axis label: "age MAE (years) ↓", "gender accuracy (%) ↑", from the task's declaration."""
+    name = col.split("/")[-1]
+    if name in _SUMMARY_LABELS:
+        return _SUMMARY_LABELS[name]
+    label = metric_label(f"test/{name}", tasks)
+    return label.replace(" acc (", " accuracy (")
 
 
-def _scale(col: str) -> float:
-    return 100.0 if col.split("/")[-1] in _PERCENT else 1.0
+def _scale(col: str, tasks: TaskSet = UTKFACE_TASKS) -> float:
+    task = tasks.by_metric(col)
+    return 100.0 if task is not None and is_percent(task) else 1.0
+
+
+def _constant_line(ax: Axes, tidy: pd.DataFrame, col: str, tasks: TaskSet) -> None:
+    """The constant predictor's test value of ``col``'s task (dotted): what a model that
+    ignores its input reaches; every model should be on the better side of it."""
+    task = tasks.by_metric(col)
+    ref = f"{report.REFERENCE_PREFIX}{task.metric}" if task is not None else ""
+    if ref in tidy:
+        values = pd.to_numeric(tidy[ref], errors="coerce").dropna()
+        if len(values):
+            value = float(values.mean()) * _scale(col, tasks)
+            ax.axhline(value, color=CONSTANT_COLOUR, ls=":", lw=1.2, label="constant predictor")
 
 
 def strategy_palette(strategies: Sequence[str]) -> dict[str, Colour]:
@@ -149,23 +163,24 @@ def curves_figure(
     """Validation metric per task over epochs: one line per method at its chosen lr (mean over
     seeds, 95% band), and the single-task model of that task dashed in black."""
     plt = _pyplot()
+    tasks = report.tasks_of(tidy)
     data = _histories_at_chosen_lr(histories, tidy)
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(4.6 * len(TASKS), 3.8))
-    for ax, task in zip(axes, TASKS, strict=True):
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
+    axes = axes[0]
+    for ax, task in zip(axes, tasks, strict=True):
         key = f"val/{task.metric}"
+        scale = _scale(key, tasks)
         sub = data[data["key"] == key]
         for strategy in _method_order(summary):
             mine = sub[sub["strategy"] == strategy]
             if not mine.empty:
                 band = _band(mine, "step", "value")
-                _line_with_band(ax, band, "step", palette[strategy], strategy, _scale(key))
+                _line_with_band(ax, band, "step", palette[strategy], strategy, scale)
         single = sub[sub["tasks"] == task.name]
         if not single.empty:
             band = _band(single, "step", "value")
-            _line_with_band(
-                ax, band, "step", SINGLE_COLOUR, "single-task (stl)", _scale(key), ls="--"
-            )
-        _epoch_axis(ax, f"validation {task.name}", _label(key))
+            _line_with_band(ax, band, "step", SINGLE_COLOUR, "single-task (stl)", scale, ls="--")
+        _epoch_axis(ax, f"validation {task.name}", _label(key, tasks))
     return _finish(
         fig, axes, "Validation curves at each strategy's chosen lr (band: 95% CI over seeds)", path
     )
@@ -180,9 +195,13 @@ def weights_figure(
 ) -> Path:
     """The task weight each method actually applied (epoch mean), one panel per task."""
     plt = _pyplot()
+    tasks = report.tasks_of(tidy)
     data = _histories_at_chosen_lr(histories, tidy)
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(4.6 * len(TASKS), 3.8), sharey=True)
-    for ax, task in zip(axes, TASKS, strict=True):
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(4.6 * len(tasks), 3.8), sharey=True, squeeze=False
+    )
+    axes = axes[0]
+    for ax, task in zip(axes, tasks, strict=True):
         sub = data[data["key"] == f"weight/{task.name}"]
         for strategy in _method_order(summary):
             mine = sub[sub["strategy"] == strategy]
@@ -210,11 +229,12 @@ def lr_figure(
     the chosen lr (on validation) is ringed."""
     plt = _pyplot()
     done = tidy[tidy["status"] == "finished"]
-    cols = [*report.TEST_METRICS, primary]
+    tasks = report.tasks_of(tidy)
+    cols = [*report.test_metrics(tasks), primary]
     chosen = dict(zip(summary["strategy"], summary["best_lr"], strict=True))
     fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.8))
     for ax, col in zip(axes, cols, strict=True):
-        scale = _scale(col)
+        scale = _scale(col, tasks)
         for strategy in _method_order(summary):
             band = _band(done[done["strategy"] == strategy], "lr", col)
             band = band[band["n"] > 0]
@@ -241,7 +261,8 @@ def lr_figure(
                 edgecolors=colour,
                 lw=1.5,
             )
-        for task in TASKS:
+        _constant_line(ax, done, col, tasks)
+        for task in tasks:
             if col != f"test/{task.metric}":
                 continue
             single = done[done["tasks"] == task.name]
@@ -263,8 +284,8 @@ def lr_figure(
         ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
         ax.minorticks_off()
         ax.set_xlabel("learning rate")
-        ax.set_ylabel(_label(col))
-        ax.set_title(f"test {_label(col).rsplit(' ', 1)[0]}")
+        ax.set_ylabel(_label(col, tasks))
+        ax.set_title(f"test {_label(col, tasks).rsplit(' ', 1)[0]}")
     return _finish(
         fig,
         axes,
@@ -277,28 +298,33 @@ def _sweep_points(tidy: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """Mean test metrics of every fixed-weight point and of ``sum`` (the weights 1,1,1), each at
     the learning rate chosen for it on validation, as the leaderboard reports them."""
     chosen = report.chosen_trials(tidy)
+    metrics = list(report.test_metrics(report.tasks_of(tidy)))
     sweep = [s for s in summary["strategy"] if report.strategy_kind(s) == report.KIND_SWEEP]
     if not sweep:
-        return pd.DataFrame(columns=["label", *report.TEST_METRICS])
+        return pd.DataFrame(columns=["label", *metrics])
+    ones = ",".join("1" for _ in metrics)
     rows = []
     for strategy in [*sweep, report.REFERENCE]:
         sel = chosen[chosen["strategy"] == strategy]
         if sel.empty:
             continue
-        label = "1,1,1 (sum)" if strategy == report.REFERENCE else strategy.removeprefix("static:")
-        rows.append({"label": label, **sel[list(report.TEST_METRICS)].mean()})
-    return pd.DataFrame(rows, columns=["label", *report.TEST_METRICS])
+        label = (
+            f"{ones} (sum)" if strategy == report.REFERENCE else strategy.removeprefix("static:")
+        )
+        rows.append({"label": label, **sel[metrics].mean()})
+    return pd.DataFrame(rows, columns=["label", *metrics])
 
 
-_PAIRS = (
-    ("test/age_mae", "test/gender_acc"),
-    ("test/age_mae", "test/race_acc"),
-    ("test/gender_acc", "test/race_acc"),
-)
+def _pairs(tasks: TaskSet) -> list[tuple[str, str]]:
+    """Every pair of test metrics, in task order (3 panels for T = 3, 6 for T = 4)."""
+    return list(itertools.combinations(report.test_metrics(tasks), 2))
 
 
-def _higher(col: str) -> bool:
-    return next(t.higher_is_better for t in TASKS if f"test/{t.metric}" == col)
+def _higher(col: str, tasks: TaskSet = UTKFACE_TASKS) -> bool:
+    task = tasks.by_metric(col)
+    if task is None:
+        raise ValueError(f"{col!r} is not a metric of the tasks {', '.join(tasks.names)}")
+    return task.higher_is_better
 
 
 def _limits(values: list[float]) -> tuple[float, float] | None:
@@ -312,14 +338,19 @@ def _limits(values: list[float]) -> tuple[float, float] | None:
 
 
 def _sweep_layer(
-    ax: Axes, points: pd.DataFrame, x: str, y: str, box: tuple[tuple[float, float], ...]
+    ax: Axes,
+    points: pd.DataFrame,
+    x: str,
+    y: str,
+    box: tuple[tuple[float, float], ...],
+    tasks: TaskSet,
 ) -> None:
     """Fixed-weight points and their front. The axes are zoomed on the methods, so a point
     that falls outside is drawn on the border as an arrow towards it, and listed with its true
     coordinates in the panel's corner."""
-    sx, sy = _scale(x), _scale(y)
+    sx, sy = _scale(x, tasks), _scale(y, tasks)
     (x0, x1), (y0, y1) = box
-    front = stats.pareto_front(points, x, y, x_higher=_higher(x), y_higher=_higher(y))
+    front = stats.pareto_front(points, x, y, x_higher=_higher(x, tasks), y_higher=_higher(y, tasks))
     if len(front) > 0:
         ax.plot(
             front[x] * sx,
@@ -376,12 +407,15 @@ def pareto_figure(
     grey line), each method at its chosen lr with 95% CI error bars on both axes, and the
     single-task models as dashed lines. Zoomed on the methods and single-task models."""
     plt = _pyplot()
+    tasks = report.tasks_of(tidy)
+    pairs = _pairs(tasks)
     points = _sweep_points(tidy, summary)
     methods = summary[(summary["kind"] == report.KIND_METHOD)]
     base = dict(zip(baselines.get("task", []), baselines.get("baseline", []), strict=True))
-    fig, axes = plt.subplots(1, len(_PAIRS), figsize=(5.4 * len(_PAIRS), 4.8))
-    for ax, (x, y) in zip(axes, _PAIRS, strict=True):
-        sx, sy = _scale(x), _scale(y)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.4 * len(pairs), 4.8), squeeze=False)
+    axes = axes[0]
+    for ax, (x, y) in zip(axes, pairs, strict=True):
+        sx, sy = _scale(x, tasks), _scale(y, tasks)
         spans: dict[str, list[float]] = {x: [], y: []}
         for _, row in methods.iterrows():
             if not (math.isfinite(row[x]) and math.isfinite(row[y])):
@@ -403,9 +437,10 @@ def pareto_figure(
             spans[x] += [row[x] * sx - xerr, row[x] * sx + xerr]
             spans[y] += [row[y] * sy - yerr, row[y] * sy + yerr]
         for col, line in ((x, ax.axvline), (y, ax.axhline)):
-            task = col.split("/")[1].split("_")[0]
+            declared = tasks.by_metric(col)
+            task = declared.name if declared is not None else ""
             if task in base:
-                value = base[task] * _scale(col)
+                value = base[task] * _scale(col, tasks)
                 line(value, color=SINGLE_COLOUR, ls="--", lw=1, label="single-task (stl)")
                 spans[col].append(value)
         if not spans[x] and not points.empty:  # no method: frame the sweep instead
@@ -416,10 +451,10 @@ def pareto_figure(
             ax.set_xlim(*xlim)
             ax.set_ylim(*ylim)
             if not points.empty:
-                _sweep_layer(ax, points, x, y, (xlim, ylim))
-        ax.set_xlabel(_label(x))
-        ax.set_ylabel(_label(y))
-        side = "right" if _higher(x) else "left"
+                _sweep_layer(ax, points, x, y, (xlim, ylim), tasks)
+        ax.set_xlabel(_label(x, tasks))
+        ax.set_ylabel(_label(y, tasks))
+        side = "right" if _higher(x, tasks) else "left"
         ax.set_title(f"{_short(x)} vs {_short(y)} (better: up, {side})")
     return _finish(
         fig,

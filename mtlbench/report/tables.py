@@ -15,17 +15,54 @@ import math
 import numpy as np
 import pandas as pd
 
-from mtlbench.mtl.tasks import TASKS
+from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
 from mtlbench.report import stats
-from mtlbench.tracking import SOLVER_FALLBACK_TAG
+from mtlbench.tracking import REFERENCE_PREFIX, SOLVER_FALLBACK_TAG, TASKS_TAG
 
-TEST_METRICS: tuple[str, ...] = tuple(f"test/{t.metric}" for t in TASKS)
-VAL_METRICS: tuple[str, ...] = tuple(f"best_val/{t.metric}" for t in TASKS)
 SELECTION_METRIC = "best_val/score"
 REFERENCE = "sum"
-# Every number the leaderboard reports per strategy (mean, std, CI over seeds).
-REPORTED: tuple[str, ...] = (*TEST_METRICS, "test/score", "test/delta_m")
-ALL_TASKS = ",".join(t.name for t in TASKS)
+TASK_SPEC = "task_spec"  # tidy column: the trial's declared tasks as JSON ("" = UTKFace's)
+
+
+def test_metrics(tasks: TaskSet = UTKFACE_TASKS) -> tuple[str, ...]:
+    return tuple(f"test/{t.metric}" for t in tasks)
+
+
+def val_metrics(tasks: TaskSet = UTKFACE_TASKS) -> tuple[str, ...]:
+    return tuple(f"best_val/{t.metric}" for t in tasks)
+
+
+def reference_metrics(tasks: TaskSet = UTKFACE_TASKS) -> tuple[str, ...]:
+    """Each task's constant predictor on test (logged per trial; the same in a group)."""
+    return tuple(REFERENCE_PREFIX + t.metric for t in tasks)
+
+
+def reported(tasks: TaskSet = UTKFACE_TASKS) -> tuple[str, ...]:
+    """Every number the leaderboard reports per strategy (mean, std, CI over seeds)."""
+    return (*test_metrics(tasks), "test/score", "test/delta_m")
+
+
+# UTKFace's, for callers that predate dataset plug-ins.
+TEST_METRICS: tuple[str, ...] = test_metrics()
+VAL_METRICS: tuple[str, ...] = val_metrics()
+REPORTED: tuple[str, ...] = reported()
+
+
+def tasks_of(frame: pd.DataFrame) -> TaskSet:
+    """The tasks of a group of trials (from their ``mtlbench.tasks`` tag; UTKFace's for runs
+    made before dataset plug-ins). A group shares its data, hence its tasks."""
+    if TASK_SPEC in frame:
+        for text in frame[TASK_SPEC].dropna():
+            if str(text):
+                return TaskSet.from_json(str(text))
+    return UTKFACE_TASKS
+
+
+def _task_sets(trials: pd.DataFrame) -> list[TaskSet]:
+    column = f"tag.{TASKS_TAG}"
+    specs = set(trials[column].dropna().astype(str)) - {""} if column in trials else set()
+    return [UTKFACE_TASKS, *(TaskSet.from_json(s) for s in sorted(specs))]
+
 
 # Trials compare (and single-task baselines apply) only within one such group.
 GROUP_PARAMS: tuple[str, ...] = ("data_sha256", "split_sha256", "image_size", "backbone", "epochs")
@@ -70,7 +107,12 @@ def strategy_kind(strategy: str) -> str:
 def tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """Typed columns: strategy, lr, seed, status, group and budget params, trained tasks,
     start time and final metrics; sorted by strategy, lr, seed."""
-    metrics = (SELECTION_METRIC, "best_epoch", *VAL_METRICS, *TEST_METRICS, "test/score")
+    per_task: list[str] = []
+    for tasks in _task_sets(trials):
+        for col in (*val_metrics(tasks), *test_metrics(tasks), *reference_metrics(tasks)):
+            if col not in per_task:
+                per_task.append(col)
+    metrics = (SELECTION_METRIC, "best_epoch", *per_task, "test/score")
     cols = [
         "run_id",
         "parent_run_id",
@@ -79,6 +121,7 @@ def tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
         "seed",
         "status",
         "tasks",
+        TASK_SPEC,
         "start_time",
         "solver_fallback",
         *GROUP_PARAMS,
@@ -96,7 +139,8 @@ def tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
             "lr": _float(trials, "param.lr"),
             "seed": _float(trials, "param.seed").astype("Int64"),
             "status": _text(trials, "status", "unknown"),
-            "tasks": _text(trials, "param.tasks", ALL_TASKS),
+            "tasks": _text(trials, "param.tasks", ",".join(UTKFACE_TASKS.names)),
+            TASK_SPEC: _text(trials, f"tag.{TASKS_TAG}"),
             "start_time": _float(trials, "start_time"),
             # share of fallback steps, set only on trials above FALLBACK_LIMIT
             "solver_fallback": _float(trials, f"tag.{SOLVER_FALLBACK_TAG}"),
@@ -151,10 +195,12 @@ def single_task_baselines(tidy: pd.DataFrame) -> pd.DataFrame:
     cols = [*GROUP_PARAMS, "task", "lr", "baseline", "n_seeds"]
     rows = []
     single = tidy[(tidy["status"] == "finished") & ~tidy["tasks"].str.contains(",", na=True)]
-    for task in TASKS:
-        mine = single[single["tasks"] == task.name]
-        val_col, test_col = f"best_val/{task.metric}", f"test/{task.metric}"
-        for key, group in mine.groupby(list(GROUP_PARAMS)):
+    for key, in_group in single.groupby(list(GROUP_PARAMS)):
+        for task in tasks_of(in_group):
+            group = in_group[in_group["tasks"] == task.name]
+            if group.empty:
+                continue
+            val_col, test_col = f"best_val/{task.metric}", f"test/{task.metric}"
             by_lr = group.groupby("lr")[[val_col, test_col]].mean()
             best = by_lr[val_col].idxmax() if task.higher_is_better else by_lr[val_col].idxmin()
             n = int((group["lr"] == best).sum())
@@ -162,16 +208,18 @@ def single_task_baselines(tidy: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def delta_m(metrics: dict[str, float], baselines: dict[str, float]) -> float:
+def delta_m(
+    metrics: dict[str, float], baselines: dict[str, float], tasks: TaskSet = UTKFACE_TASKS
+) -> float:
     """``100/T * sum_t (-1)^{higher_is_better_t} (M_t - B_t) / B_t``; lower is better.
 
     ``metrics`` and ``baselines`` are keyed by task name.
     """
     total = 0.0
-    for task in TASKS:
+    for task in tasks:
         sign = -1.0 if task.higher_is_better else 1.0
         total += sign * (metrics[task.name] - baselines[task.name]) / baselines[task.name]
-    return 100.0 * total / len(TASKS)
+    return 100.0 * total / len(tasks)
 
 
 def with_delta_m(tidy: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
@@ -185,15 +233,16 @@ def with_delta_m(tidy: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
     if baselines.empty:
         return out
     for key, group in baselines.groupby(list(GROUP_PARAMS)):
-        if set(group["task"]) != {t.name for t in TASKS}:
-            continue
-        base = dict(zip(group["task"], group["baseline"], strict=True))
         mask = (out["status"] == "finished") & out["tasks"].str.contains(",", na=False)
         for k, v in zip(GROUP_PARAMS, key, strict=True):
             mask &= out[k] == v
+        tasks = tasks_of(out[mask])
+        if set(group["task"]) != set(tasks.names):
+            continue
+        base = dict(zip(group["task"], group["baseline"], strict=True))
         for idx in out.index[mask]:
-            metrics = {t.name: out.at[idx, f"test/{t.metric}"] for t in TASKS}
-            out.at[idx, "test/delta_m"] = delta_m(metrics, base)
+            metrics = {t.name: out.at[idx, f"test/{t.metric}"] for t in tasks}
+            out.at[idx, "test/delta_m"] = delta_m(metrics, base, tasks)
     return out
 
 
@@ -227,12 +276,12 @@ def chosen_trials(tidy: pd.DataFrame) -> pd.DataFrame:
     return keep[keep["status"] == "finished"].reset_index(drop=True)
 
 
-def _untrained_metrics(strategy_rows: pd.DataFrame) -> set[str]:
+def _untrained_metrics(strategy_rows: pd.DataFrame, declared: TaskSet) -> set[str]:
     """Test metrics of heads a single-task run did not train (meaningless, left blank)."""
     tasks = set(",".join(strategy_rows["tasks"].dropna()).split(","))
     if len(tasks) != 1:
         return set()
-    return {f"test/{t.metric}" for t in TASKS if t.name not in tasks}
+    return {f"test/{t.metric}" for t in declared if t.name not in tasks}
 
 
 def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
@@ -240,6 +289,7 @@ def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     t-interval over seeds, the status counts, the rank among methods and a paired-by-seed
     t-test of the primary metric against ``reference``."""
     primary = primary_metric(tidy)
+    declared = tasks_of(tidy)
     chosen = chosen_trials(tidy)
     ref = chosen[chosen["strategy"] == reference]
     ref_by_seed = dict(zip(ref["seed"].astype(int), ref[primary], strict=True))
@@ -263,8 +313,8 @@ def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
         fallback = _float(sel, "solver_fallback").dropna()
         row["n_fallback"] = len(fallback)
         row["max_fallback"] = float(fallback.max()) if len(fallback) else math.nan
-        blank = _untrained_metrics(group)
-        for col in REPORTED:
+        blank = _untrained_metrics(group, declared)
+        for col in reported(declared):
             ci = stats.t_interval(sel[col].to_numpy(dtype=float) if col not in blank else [])
             row[col], row[f"{col}_std"], row[f"{col}_ci"] = ci.mean, ci.std, ci.half
         test = stats.paired_t_test(
@@ -277,6 +327,7 @@ def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
         rows.append(row)
     summary = pd.DataFrame(rows)
     if summary.empty:
+        summary.attrs[TASK_SPEC] = declared.to_json()
         return summary
     summary["p_vs_ref_holm"] = stats.holm(list(summary["p_vs_ref"].astype(float)))
     methods = (summary["kind"] == KIND_METHOD) & summary[primary].notna()
@@ -285,4 +336,6 @@ def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     summary = summary.assign(_k=kind_order).sort_values(
         ["_k", "rank", primary, "val_score"], na_position="last"
     )
-    return summary.drop(columns="_k").reset_index(drop=True)
+    summary = summary.drop(columns="_k").reset_index(drop=True)
+    summary.attrs[TASK_SPEC] = declared.to_json()  # which columns are task metrics
+    return summary

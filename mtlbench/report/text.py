@@ -9,18 +9,36 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtlbench.mtl.tasks import TASKS
+from mtlbench.mtl.tasks import UTKFACE_TASKS, Task, TaskSet
 from mtlbench.report import tables as report
 from mtlbench.tracking import FALLBACK_LIMIT
 
+_SUMMARY_LABELS = {"test/delta_m": "Δm (%) ↓", "test/score": "score ↓"}
+_ACRONYMS = {"mae", "mse", "rmse", "auc", "f1", "iou", "map"}
+_NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def is_percent(task: Task) -> bool:
+    """Accuracy-like metrics (fractions in [0, 1]) are shown as percentages."""
+    return task.kind != "regression" and task.higher_is_better and not task.unit
+
+
+def metric_label(col: str, tasks: TaskSet = UTKFACE_TASKS) -> str:
+    """``test/age_mae`` -> "age MAE (years) ↓", ``test/left_acc`` -> "left acc (%) ↑"."""
+    if col in _SUMMARY_LABELS:
+        return _SUMMARY_LABELS[col]
+    task = tasks.by_metric(col)
+    if task is None:
+        return col
+    words = " ".join(w.upper() if w in _ACRONYMS else w for w in task.metric.split("_"))
+    unit = task.unit or ("%" if is_percent(task) else "")
+    return f"{words}{f' ({unit})' if unit else ''} {'↑' if task.higher_is_better else '↓'}"
+
+
 METRIC_LABELS: dict[str, str] = {
-    "test/age_mae": "age MAE (years) ↓",
-    "test/gender_acc": "gender acc (%) ↑",
-    "test/race_acc": "race acc (%) ↑",
-    "test/delta_m": "Δm (%) ↓",
-    "test/score": "score ↓",
+    **{c: metric_label(c) for c in report.TEST_METRICS},
+    **_SUMMARY_LABELS,
 }
-_PERCENT = {"test/gender_acc", "test/race_acc"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,14 @@ class GroupReport:
     baselines: pd.DataFrame
     primary: str
     figures: list[Figure] = field(default_factory=list)
+
+    @property
+    def tasks(self) -> TaskSet:
+        return report.tasks_of(self.tidy)
+
+    @property
+    def constant(self) -> dict[str, float]:
+        return constant_predictor(self.tidy, self.tasks)
 
     @property
     def budget(self) -> list[tuple[str, str]]:
@@ -121,8 +147,10 @@ def caveats(tidy: pd.DataFrame, summary: pd.DataFrame, primary: str) -> list[str
         )
     n_test = pd.to_numeric(tidy["n_test"], errors="coerce").dropna()
     ref = summary[summary["strategy"] == report.REFERENCE]
-    if len(n_test) and len(ref) and pd.notna(ref["test/gender_acc"].iloc[0]):
-        acc, size = float(ref["test/gender_acc"].iloc[0]), int(n_test.min())
+    tasks = report.tasks_of(tidy)
+    accuracy = next((f"test/{t.metric}" for t in tasks if is_percent(t)), None)
+    if accuracy and len(n_test) and len(ref) and pd.notna(ref.get(accuracy, pd.Series()).iloc[0]):
+        acc, size = float(ref[accuracy].iloc[0]), int(n_test.min())
         se = 100 * math.sqrt(acc * (1 - acc) / size)
         out.append(
             f"The test split has {size} images: an accuracy near {100 * acc:.0f}% has a sampling "
@@ -134,7 +162,8 @@ def caveats(tidy: pd.DataFrame, summary: pd.DataFrame, primary: str) -> list[str
         f"The numbers hold for this budget only ({info['train / val / test']} images, "
         f"{info['image size']}, {info['backbone']}, {info['epochs']} epochs). Short training "
         "favours whatever speeds up early progress; rankings can change with longer training, "
-        "pretrained weights, larger images or the full dataset. One dataset, three tasks."
+        "pretrained weights, larger images or the full dataset. One dataset, "
+        f"{_NUMBER_WORDS.get(len(tasks), str(len(tasks)))} tasks."
     )
     grids = {str(g) for g in methods["lr_grid"]}
     if len(grids) == 1 and len(next(iter(grids)).split(",")) <= 2:
@@ -161,8 +190,8 @@ def caveats(tidy: pd.DataFrame, summary: pd.DataFrame, primary: str) -> list[str
     if primary == "test/delta_m":
         out.append(
             "Δm is the mean relative difference to single-task models trained on the same "
-            "budget and learning-rate grid (negative: better than single-task on average). It "
-            "mixes an error in years with accuracies; look at the task columns as well."
+            "budget and learning-rate grid (negative: better than single-task on average)."
+            + _mix_note(tasks)
         )
     else:
         out.append(
@@ -191,27 +220,38 @@ def caveats(tidy: pd.DataFrame, summary: pd.DataFrame, primary: str) -> list[str
     return out
 
 
+def _mix_note(tasks: TaskSet) -> str:
+    errors = [t for t in tasks if not t.higher_is_better]
+    if not errors or len(errors) == len(tasks):
+        return " Look at the task columns as well."
+    unit = next((t.unit for t in errors if t.unit), "")
+    what = f"an error in {unit}" if unit else "errors"
+    return f" It mixes {what} with accuracies; look at the task columns as well."
+
+
 # --- cells ----------------------------------------------------------------------------------
 
 
-def fmt_number(value: float, col: str, signed: bool = False) -> str:
+def fmt_number(value: float, col: str, signed: bool = False, tasks: TaskSet = UTKFACE_TASKS) -> str:
     if value is None or not math.isfinite(float(value)):
         return "–"
-    v = 100 * float(value) if col in _PERCENT else float(value)
-    digits = 2 if col in ("test/age_mae", "test/delta_m", "test/score") else 1
+    task = tasks.by_metric(col) if col not in _SUMMARY_LABELS else None
+    percent = task is not None and is_percent(task)
+    v = 100 * float(value) if percent else float(value)
+    digits = 2 if col == "test/delta_m" or (task is not None and not percent) else 1
     if col == "test/score":
         digits = 3
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
 
-def fmt_ci(row: pd.Series, col: str) -> str:
+def fmt_ci(row: pd.Series, col: str, tasks: TaskSet = UTKFACE_TASKS) -> str:
     """``mean ± half-width`` of the 95% interval (mean alone with one seed)."""
     mean = row.get(col, math.nan)
-    text = fmt_number(mean, col, signed=col == "test/delta_m")
+    text = fmt_number(mean, col, signed=col == "test/delta_m", tasks=tasks)
     half = row.get(f"{col}_ci", math.nan)
     if text == "–" or half is None or not math.isfinite(float(half)):
         return text
-    return f"{text} ± {fmt_number(half, col)}"
+    return f"{text} ± {fmt_number(half, col, tasks=tasks)}"
 
 
 def fmt_p(p: float) -> str:
@@ -261,15 +301,35 @@ def _vs_ref(row: pd.Series, primary: str) -> str:
     return f"{fmt_number(diff, primary, signed=True)} (p {fmt_p(row['p_vs_ref'])})"
 
 
-def method_table(summary: pd.DataFrame, primary: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the leaderboard proper (methods, ranked)."""
+def constant_predictor(tidy: pd.DataFrame, tasks: TaskSet) -> dict[str, float]:
+    """Test column -> the constant predictor's value (logged by every finished trial of the
+    group as ``reference/test_<metric>``; identical within a group), where logged."""
+    out = {}
+    for t, col in zip(tasks, report.reference_metrics(tasks), strict=True):
+        if col in tidy:
+            values = pd.to_numeric(tidy[col], errors="coerce").dropna()
+            if len(values):
+                out[f"test/{t.metric}"] = float(values.mean())
+    return out
+
+
+def method_table(
+    summary: pd.DataFrame,
+    primary: str,
+    tasks: TaskSet = UTKFACE_TASKS,
+    constant: dict[str, float] | None = None,
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the leaderboard proper (methods, ranked), then the constant
+    predictor (each task's median or majority class from the training split) when known:
+    the floor every model must beat."""
+    metrics = report.test_metrics(tasks)
     header = [
         "rank",
         "strategy",
         "lr",
         "seeds",
-        *(METRIC_LABELS[c] for c in report.TEST_METRICS),
-        METRIC_LABELS[primary],
+        *(metric_label(c, tasks) for c in metrics),
+        metric_label(primary, tasks),
         f"vs {report.REFERENCE}: Δ, p",
         "diverged / failed / pruned",
     ]
@@ -282,23 +342,32 @@ def method_table(summary: pd.DataFrame, primary: str) -> tuple[list[str], list[l
                 str(r["strategy"]) + (FALLBACK_MARK if r.get("n_fallback", 0) else ""),
                 _lr(r),
                 f"{r['n_seeds']}/{r['n_run_at_lr']}",
-                *(fmt_ci(r, c) for c in report.TEST_METRICS),
-                fmt_ci(r, primary),
+                *(fmt_ci(r, c, tasks) for c in metrics),
+                fmt_ci(r, primary, tasks),
                 _vs_ref(r, primary),
                 _status(r),
             ]
         )
+    if constant:
+        cells = [fmt_number(constant.get(c, math.nan), c, tasks=tasks) for c in metrics]
+        rows.append(["–", CONSTANT_ROW, "–", "–", *cells, "–", "–", "–"])
     return header, rows
 
 
-def sweep_table(summary: pd.DataFrame, primary: str) -> tuple[list[str], list[list[str]]]:
+CONSTANT_ROW = "constant predictor"
+
+
+def sweep_table(
+    summary: pd.DataFrame, primary: str, tasks: TaskSet = UTKFACE_TASKS
+) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the fixed-weight (scalarisation) points."""
+    metrics = report.test_metrics(tasks)
     header = [
-        "weights (age, gender, race)",
+        f"weights ({', '.join(tasks.names)})",
         "lr",
         "seeds",
-        *(METRIC_LABELS[c] for c in report.TEST_METRICS),
-        METRIC_LABELS[primary],
+        *(metric_label(c, tasks) for c in metrics),
+        metric_label(primary, tasks),
         f"vs {report.REFERENCE}: Δ, p",
         "diverged / failed / pruned",
     ]
@@ -307,8 +376,8 @@ def sweep_table(summary: pd.DataFrame, primary: str) -> tuple[list[str], list[li
             str(r["strategy"]).removeprefix("static:") or "1",
             _lr(r),
             str(r["n_seeds"]),
-            *(fmt_ci(r, c) for c in report.TEST_METRICS),
-            fmt_ci(r, primary),
+            *(fmt_ci(r, c, tasks) for c in metrics),
+            fmt_ci(r, primary, tasks),
             _vs_ref(r, primary),
             _status(r),
         ]
@@ -317,17 +386,19 @@ def sweep_table(summary: pd.DataFrame, primary: str) -> tuple[list[str], list[li
     return header, rows
 
 
-def baseline_table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def baseline_table(
+    summary: pd.DataFrame, tasks: TaskSet = UTKFACE_TASKS
+) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the single-task models (the B_t of Δm)."""
     header = ["single-task model", "lr", "seeds", "test metric of its task (95% CI)"]
     rows = []
     single = summary[summary["kind"] == report.KIND_SINGLE]
-    order = {f"stl:{t.name}": i for i, t in enumerate(TASKS)}
+    order = {f"stl:{t.name}": i for i, t in enumerate(tasks)}
     single = single.assign(_o=single["strategy"].map(order)).sort_values("_o", na_position="last")
     for _, r in single.iterrows():
         cells = [
-            f"{METRIC_LABELS[c].rsplit(' ', 1)[0]} {fmt_ci(r, c)}"
-            for c in report.TEST_METRICS
+            f"{metric_label(c, tasks).rsplit(' ', 1)[0]} {fmt_ci(r, c, tasks)}"
+            for c in report.test_metrics(tasks)
             if math.isfinite(float(r.get(c, math.nan)))
         ]
         rows.append([str(r["strategy"]), _lr(r), str(r["n_seeds"]), "; ".join(cells) or "–"])
@@ -356,15 +427,16 @@ def group_markdown(g: GroupReport, heading: str = "##") -> str:
         f"over seeds. Ranked by {METRIC_LABELS[g.primary]}. `seeds`: finished seeds at the "
         "chosen lr / seeds run per lr.\n"
     )
-    parts.append(markdown_table(*method_table(g.summary, g.primary)))
-    _, sweep_rows = sweep_table(g.summary, g.primary)
+    tasks = g.tasks
+    parts.append(markdown_table(*method_table(g.summary, g.primary, tasks, g.constant)))
+    _, sweep_rows = sweep_table(g.summary, g.primary, tasks)
     if sweep_rows:
         parts.append(f"{heading}# Fixed weights (scalarisation sweep)\n")
-        parts.append(markdown_table(*sweep_table(g.summary, g.primary)))
-    _, base_rows = baseline_table(g.summary)
+        parts.append(markdown_table(*sweep_table(g.summary, g.primary, tasks)))
+    _, base_rows = baseline_table(g.summary, tasks)
     if base_rows:
         parts.append(f"{heading}# Single-task baselines\n")
-        parts.append(markdown_table(*baseline_table(g.summary)))
+        parts.append(markdown_table(*baseline_table(g.summary, tasks)))
     parts.append(f"{heading}# What these numbers can and cannot support\n")
     parts.append("\n".join(f"- {c}" for c in g.caveats) + "\n")
     if g.figures:
@@ -376,7 +448,8 @@ def group_markdown(g: GroupReport, heading: str = "##") -> str:
 def document_markdown(experiment: str, groups: list[GroupReport], notes: list[str]) -> str:
     intro = [
         f"# mtlbench report: {experiment}\n",
-        "Which loss weighting works best for this HydraNet (age, gender, race) once every "
+        "Which loss weighting works best for this HydraNet "
+        f"({'; '.join(', '.join(g.tasks.names) for g in groups)}) once every "
         "strategy gets the same learning-rate grid and seeds. Generated by `mtlbench report` "
         "from the MLflow runs; `report.html` has the same content with the figures embedded.\n",
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mtlbench.config import RunConfig, sweep_specs
@@ -43,12 +44,17 @@ if TYPE_CHECKING:
 TrialKey = tuple[str, float, int]  # strategy, lr, seed
 
 
-def grid_trials(cfg: RunConfig) -> list[TrialSpec]:
+def grid_trials(
+    cfg: RunConfig, tasks: Sequence[str] = ("age", "gender", "race")
+) -> list[TrialSpec]:
+    """Every (strategy, lr, seed) of the grid for the dataset's ``tasks`` (names): ``stl``
+    expands to one single-task model per task, the scalarisation sweep covers T weights."""
     from mtlbench.weighting.registry import expand_spec
 
     s = cfg.search
-    specs = [x for spec in s.strategies for x in expand_spec(spec)]
-    specs += [x for x in sweep_specs(s.scalarization_sweep) if x not in specs]
+    specs = [x for spec in s.strategies for x in expand_spec(spec, tasks)]
+    sweep = sweep_specs(s.scalarization_sweep, len(tasks))
+    specs += [x for x in sweep if x not in specs]
     return [TrialSpec(st, lr, seed) for st, lr, seed in itertools.product(specs, s.lrs, s.seeds)]
 
 
@@ -116,7 +122,7 @@ def run_grid(cfg: RunConfig, reporter: Reporter, *, resume: bool = False) -> Stu
     device = resolve_device(cfg.train.device)
     data = prepare_data(cfg.data, device, reporter)
     tracker = Tracker(cfg.tracking.resolved_uri, cfg.tracking.experiment)
-    specs = grid_trials(cfg)
+    specs = grid_trials(cfg, data.tasks.names)
     parent, children = _open_parent(cfg, tracker, data, len(specs), reporter, resume)
     reporter.info(
         f"{len(specs)} trials on {device}; MLflow: {cfg.tracking.resolved_uri} "

@@ -21,19 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from mtlbench.predict.card import ModelCard, TaskCard
 from mtlbench.predict.run import ARTIFACT, CARD_KEY
+from mtlbench.tracking import TASKS_TAG
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from mtlbench.config import RunConfig
     from mtlbench.infra.progress import Reporter
-    from mtlbench.mtl.tasks import Task
+    from mtlbench.mtl.tasks import Task, TaskSet
 
-CLASS_LABELS: dict[str, tuple[str, ...]] = {
-    "gender": ("male", "female"),
-    "race": ("White", "Black", "Asian", "Indian", "Others"),
-}
-UNITS = {"age": "years"}
 SELECTION = "best_val/score"  # lower is better, as on the leaderboard
 
 
@@ -45,21 +41,27 @@ class LoggedModel:
     registered: str | None = None  # models:/<name>/<version> for the registered winner
 
 
-def model_card(dataset: str, image_size: int, tasks: Sequence[Task] | None = None) -> ModelCard:
+def model_card(
+    dataset: str, image_size: int, tasks: Sequence[Task] | None = None, channels: int = 3
+) -> ModelCard:
+    """What ``mtlbench predict`` needs: the declared heads (class names, units) and the input
+    (one channel: ImageNet's mean statistics, as training normalised it)."""
     from mtlbench.data.normalize import IMAGENET_MEAN, IMAGENET_STD
     from mtlbench.mtl.tasks import TASKS
 
     cards = tuple(
-        TaskCard(t.name, t.kind, t.n_outputs, CLASS_LABELS.get(t.name, ()), UNITS.get(t.name, ""))
-        for t in (tasks or TASKS)
+        TaskCard(t.name, t.kind, t.n_outputs, t.classes, t.unit) for t in (tasks or TASKS)
     )
+    mean, std = tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
+    if channels == 1:
+        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
     return ModelCard(
         dataset=dataset,
         tasks=cards,
         image_size=image_size,
-        channels=3,
-        mean=tuple(IMAGENET_MEAN),
-        std=tuple(IMAGENET_STD),
+        channels=channels,
+        mean=mean,
+        std=std,
     )
 
 
@@ -87,10 +89,18 @@ def winner(trials: pd.DataFrame, rows: Sequence[int]) -> int | None:
     best, best_score = None, math.inf
     for row in rows:
         rec = trials.iloc[row]
-        all_tasks = str(rec.get("param.tasks", "")) == "age,gender,race"
+        all_tasks = str(rec.get("param.tasks", "")) == ",".join(_declared(rec).names)
         if all_tasks and float(rec[SELECTION]) < best_score:
             best, best_score = row, float(rec[SELECTION])
     return best
+
+
+def _declared(rec: pd.Series) -> TaskSet:
+    """A trial's declared tasks (its ``mtlbench.tasks`` tag; UTKFace's before plug-ins)."""
+    from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
+
+    spec = rec.get(f"tag.{TASKS_TAG}")
+    return TaskSet.from_json(spec) if isinstance(spec, str) and spec else UTKFACE_TASKS
 
 
 def publish_models(
@@ -145,7 +155,6 @@ def log_model(
     import torch
 
     from mtlbench.mtl.model import build_model
-    from mtlbench.mtl.tasks import TASKS
     from mtlbench.predict.exported import ExportedHydraNet
     from mtlbench.runs.observe import dataset_name
 
@@ -155,8 +164,12 @@ def log_model(
     # pt2 alternative bakes the example's batch size into the graph.
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
     size = int(rec.get("param.image_size", cfg.data.image_size))
-    card = model_card(dataset_name(str(rec.get("param.data", "synthetic"))), size)
-    network = build_model(cfg.model, TASKS)
+    tasks = _declared(rec)
+    channels = int(rec.get("param.channels", 3))
+    plugin = str(rec.get("param.dataset", "utkface"))
+    name = dataset_name(str(rec.get("param.data", "synthetic"))) if plugin == "utkface" else plugin
+    card = model_card(name, size, tasks.tasks, channels)
+    network = build_model(cfg.model, tasks.tasks, in_channels=channels)
     network.load_state_dict(state)
     exported = ExportedHydraNet(network, card).eval()
     example = np.zeros((2, card.channels, size, size), dtype=np.uint8)

@@ -40,8 +40,13 @@ def dataset_entity(params: Mapping[str, str]) -> Dataset:
 
     source = params["data"]
     sha = params["data_sha256"]
+    plugin = params.get("dataset", "utkface")
+    name = dataset_name(source) if plugin == "utkface" else plugin
     if source == "synthetic":
         source_type, where = "code", {"generator": "mtlbench.data.synthetic"}
+    elif plugin != "utkface" and not Path(source).exists():
+        # A plug-in that builds its data (multi-digits: from scikit-learn): no file to point at.
+        source_type, where = "code", {"generator": f"mtlbench dataset plug-in {plugin}"}
     else:
         source_type, where = "local", {"uri": Path(source).absolute().as_uri()}
     profile = {
@@ -55,7 +60,7 @@ def dataset_entity(params: Mapping[str, str]) -> Dataset:
         "max_samples": params.get("max_samples", "all"),
     }
     return Dataset(
-        name=dataset_name(source),
+        name=name,
         digest=sha[:16],
         source_type=source_type,
         source=json.dumps(where),

@@ -27,9 +27,11 @@ from mtlbench.mtl.model import build_model
 from mtlbench.mtl.tasks import Task
 from mtlbench.tracking import (
     FALLBACK_LIMIT,
+    REFERENCE_PREFIX,
     RESUMED_FROM_TAG,
     SOLVER_FALLBACK_TAG,
     STATUS_TAG,
+    TASKS_TAG,
     Status,
 )
 from mtlbench.training import checkpoint
@@ -348,6 +350,8 @@ class _Trial:
         test = evaluate(self.model, self.eval_batches(self.data.test), amp_dtype=self.amp_dtype)
         test["score"] = self.data.reference.score(test, self.trained)
         result.test = test
+        constant = {REFERENCE_PREFIX + k: v for k, v in self.data.constant_test.items()}
+        run.log_metrics(constant, step=result.best_epoch)
         run.log_metrics({f"test/{k}": v for k, v in test.items()}, step=result.best_epoch)
         run.log_params(best_params(result.best_epoch, result.val))
         run.set_tags({STATUS_TAG: Status.FINISHED})
@@ -385,6 +389,7 @@ def fit(
     run = run or NullRun()
     reporter = reporter or NullReporter()
     trial = _Trial(spec, cfg, data, device)
+    run.set_tags({TASKS_TAG: data.tasks.to_json()})
     result = trial.result
     start_epoch = 0
     if checkpoint_dir is not None and checkpoint.exists(checkpoint_dir, checkpoint.LAST):

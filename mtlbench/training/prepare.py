@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -105,6 +105,8 @@ class PreparedData:
     synthetic: bool
     tasks: TaskSet = UTKFACE_TASKS
     flip: bool = True  # horizontal flips keep the labels (False for left/right tasks)
+    # Per task metric: the constant predictor fitted on train, measured on test.
+    constant_test: dict[str, float] = field(default_factory=dict)
 
 
 def _split_parts(data: LoadedData, cfg: DataConfig) -> tuple[dict[str, np.ndarray], str]:
@@ -150,18 +152,23 @@ def prepare_data(
         "n_skipped": str(data.n_skipped),
         "max_samples": str(cfg.max_samples) if cfg.max_samples else "all",
         "image_size": str(cfg.image_size),
+        "channels": str(data.channels),
         "augment": str(cfg.augment),
     }
+    train_labels, test_labels = data.labels[parts["train"]], data.labels[parts["test"]]
     return PreparedData(
         train=tensors["train"],
         val=tensors["val"],
         test=tensors["test"],
-        reference=Reference.from_labels(data.labels[parts["train"]], plugin.tasks),
+        reference=Reference.from_labels(train_labels, plugin.tasks),
         params=params,
         summary=data.summary,
         synthetic=data.synthetic,
         tasks=plugin.tasks,
         flip=plugin.flip_preserves_labels,
+        constant_test={
+            t.metric: t.constant_metric(train_labels, test_labels) for t in plugin.tasks
+        },
     )
 
 

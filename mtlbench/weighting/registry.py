@@ -37,15 +37,16 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return name.strip(), (arg.strip() if sep else None)
 
 
-def expand_spec(spec: str) -> list[str]:
+def expand_spec(spec: str, tasks: Sequence[str] = ("age", "gender", "race")) -> list[str]:
     """Grid expansion: a bare name whose positional hyperparameter is marked ``expand`` becomes
-    one spec per choice (``stl`` -> ``stl:age``, ``stl:gender``, ``stl:race``)."""
+    one spec per choice, or per task when it declares none (``stl`` -> ``stl:age``,
+    ``stl:gender``, ``stl:race`` for UTKFace's tasks)."""
     name, arg = split_spec(spec)
     if arg is not None:
         return [spec]
     for h in get(name).hparams:
-        if h.positional and h.expand and h.choices:
-            return [f"{name}:{choice}" for choice in h.choices]
+        if h.positional and h.expand:
+            return [f"{name}:{choice}" for choice in (h.choices or tasks)]
     return [spec]
 
 

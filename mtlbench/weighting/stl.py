@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mtlbench.mtl.tasks import TASKS, Task
+from mtlbench.mtl.tasks import Task
 from mtlbench.weighting.base import GradientNeed, HyperParam, LossCombination, Strategy
 from mtlbench.weighting.registry import register
 
@@ -30,10 +30,9 @@ class SingleTask(Strategy):
     hparams = (
         HyperParam(
             "task",
-            TASKS[0].name,
-            "the one task this model learns",
+            "",
+            "the one task this model learns (default: the first; the grid runs each)",
             kind="str",
-            choices=tuple(t.name for t in TASKS),
             positional=True,
             searchable=False,
             expand=True,
@@ -43,7 +42,8 @@ class SingleTask(Strategy):
     def __init__(self, tasks: Sequence[Task], *, seed: int = 0, **hparams: Any) -> None:
         super().__init__(tasks, seed=seed, **hparams)
         names = [t.name for t in self.tasks]
-        task = self.config["task"]
+        task = self.config["task"] or names[0]
+        self.config["task"] = task
         if task not in names:
             raise ValueError(f"stl task {task!r} is not one of the tasks: {', '.join(names)}")
         weights = torch.zeros(self.n_tasks)

@@ -181,7 +181,10 @@ def test_diverging_learning_rate_is_a_result_not_a_crash(tmp_path, faces_dir):
 
 def test_unknown_dataset_lists_registered_ones(tmp_path):
     result = _run(tmp_path, "--dataset", "imagenet-mtl")
-    _assert_clean_error(result, "unknown dataset 'imagenet-mtl'; choose one of: utkface")
+    _assert_clean_error(
+        result,
+        "unknown dataset 'imagenet-mtl'; choose one of: utkface, multi-digits, multi-digits-4",
+    )
     assert not (tmp_path / "mlflow.db").exists()  # refused before any work
 
 
@@ -191,7 +194,7 @@ def test_datasets_command_lists_tasks_with_kind_metric_and_direction():
     rows = {
         line.split("│")[2].strip(): [c.strip() for c in line.split("│")[1:-1]]
         for line in result.output.splitlines()
-        if line.count("│") >= 8
+        if line.count("│") >= 8 and line.split("│")[2].strip()
     }
     assert rows["age"][:6] == [
         "utkface",
@@ -203,3 +206,18 @@ def test_datasets_command_lists_tasks_with_kind_metric_and_direction():
     ]
     assert rows["gender"][2:6] == ["binary", "1", "gender_acc", "higher is better"]
     assert rows["race"][2:6] == ["multiclass", "5", "race_acc", "higher is better"]
+    assert rows["left"][:6] == [
+        "multi-digits",
+        "left",
+        "multiclass",
+        "10",
+        "left_acc",
+        "higher is better",
+    ]
+    assert rows["right"][2:5] == ["multiclass", "10", "right_acc"]
+    assert rows["top_left"][0] == "multi-digits-4"
+    assert [rows[t][4] for t in ("top_right", "bottom_left", "bottom_right")] == [
+        "top_right_acc",
+        "bottom_left_acc",
+        "bottom_right_acc",
+    ]

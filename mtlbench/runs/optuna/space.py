@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mtlbench import weighting
 from mtlbench.config import ConfigError, RunConfig
-from mtlbench.mtl.tasks import TASKS
+from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
 from mtlbench.training.fit import TrialSpec
 from mtlbench.weighting.base import HyperParam
 from mtlbench.weighting.registry import split_spec
@@ -37,24 +37,25 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-PARETO_METRICS: tuple[str, ...] = tuple(t.metric for t in TASKS)  # age_mae, gender_acc, ...
+PARETO_METRICS: tuple[str, ...] = tuple(t.metric for t in UTKFACE_TASKS)  # age_mae, ...
 
 
 @dataclass(frozen=True)
 class Objective:
     kind: str  # val_score | val_delta_m | pareto
     baselines: Mapping[str, float] = dataclasses.field(default_factory=dict)  # by task name
+    tasks: TaskSet = UTKFACE_TASKS  # the dataset's: Pareto metrics and delta-m derive from them
 
     @property
     def names(self) -> tuple[str, ...]:
         if self.kind == "pareto":
-            return tuple(f"val_{m}" for m in PARETO_METRICS)
+            return tuple(f"val_{t.metric}" for t in self.tasks)
         return (self.kind,)
 
     @property
     def directions(self) -> list[Literal["minimize", "maximize"]]:
         if self.kind == "pareto":
-            return ["maximize" if t.higher_is_better else "minimize" for t in TASKS]
+            return ["maximize" if t.higher_is_better else "minimize" for t in self.tasks]
         return ["minimize"]
 
     @property
@@ -64,22 +65,30 @@ class Objective:
     def values(self, val: Mapping[str, float]) -> list[float]:
         """Objective value(s) of one set of validation metrics (keys as in ``train.evaluate``)."""
         if self.kind == "pareto":
-            return [float(val[m]) for m in PARETO_METRICS]
+            return [float(val[t.metric]) for t in self.tasks]
         if self.kind == "val_delta_m":
             from mtlbench.report.tables import delta_m
 
-            return [delta_m({t.name: float(val[t.metric]) for t in TASKS}, dict(self.baselines))]
+            metrics = {t.name: float(val[t.metric]) for t in self.tasks}
+            return [delta_m(metrics, dict(self.baselines), self.tasks)]
         return [float(val["score"])]
 
     def to_attrs(self) -> dict[str, Any]:
-        return {"kind": self.kind, "baselines": dict(self.baselines)}
+        attrs: dict[str, Any] = {"kind": self.kind, "baselines": dict(self.baselines)}
+        if self.tasks != UTKFACE_TASKS:  # studies made before plug-ins keep their attrs
+            attrs["tasks"] = self.tasks.to_json()
+        return attrs
 
     @staticmethod
     def from_attrs(attrs: Mapping[str, Any]) -> Objective:
-        return Objective(str(attrs["kind"]), dict(attrs.get("baselines") or {}))
+        spec = attrs.get("tasks")
+        tasks = TaskSet.from_json(str(spec)) if spec else UTKFACE_TASKS
+        return Objective(str(attrs["kind"]), dict(attrs.get("baselines") or {}), tasks)
 
 
-def validation_baselines(tidy: pd.DataFrame, group: Mapping[str, str]) -> dict[str, float] | None:
+def validation_baselines(
+    tidy: pd.DataFrame, group: Mapping[str, str], tasks: TaskSet = UTKFACE_TASKS
+) -> dict[str, float] | None:
     """B_t from ``best_val/<metric>`` of finished single-task trials in ``group`` (the lr of
     each task chosen on that same metric, mean over seeds); None unless all tasks have one."""
     from mtlbench.report.tables import GROUP_PARAMS
@@ -91,7 +100,7 @@ def validation_baselines(tidy: pd.DataFrame, group: Mapping[str, str]) -> dict[s
         mask &= tidy[key].astype(str) == str(group[key])
     single = tidy[mask]
     out: dict[str, float] = {}
-    for task in TASKS:
+    for task in tasks:
         col = f"best_val/{task.metric}"
         mine = single[single["tasks"] == task.name].dropna(subset=[col])
         if mine.empty:
@@ -104,20 +113,23 @@ def validation_baselines(tidy: pd.DataFrame, group: Mapping[str, str]) -> dict[s
     return out
 
 
-def choose_objective(requested: str, baselines: Mapping[str, float] | None) -> Objective:
+def choose_objective(
+    requested: str, baselines: Mapping[str, float] | None, tasks: TaskSet = UTKFACE_TASKS
+) -> Objective:
     """``requested`` is the config's ``objective`` (auto | score | delta_m | pareto)."""
     if requested == "pareto":
-        return Objective("pareto")
+        return Objective("pareto", tasks=tasks)
     if requested == "delta_m" and baselines is None:
+        stl = ", ".join(f"stl:{n}" for n in tasks.names[:-1]) + f" and stl:{tasks.names[-1]}"
         raise ConfigError(
-            "--objective delta_m needs single-task validation baselines (finished stl:age, "
-            "stl:gender and stl:race trials with the same data, split, image size, backbone and "
+            f"--objective delta_m needs single-task validation baselines (finished {stl} "
+            "trials with the same data, split, image size, backbone and "
             "epochs in this experiment): run `mtlbench run --strategies stl ...` first, or use "
             "--objective auto|score|pareto"
         )
     if requested in ("auto", "delta_m") and baselines is not None:
-        return Objective("val_delta_m", dict(baselines))
-    return Objective("val_score")
+        return Objective("val_delta_m", dict(baselines), tasks)
+    return Objective("val_score", tasks=tasks)
 
 
 def check_strategies(cfg: RunConfig) -> None:

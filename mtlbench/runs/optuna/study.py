@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mtlbench.config import ConfigError, RunConfig
 from mtlbench.infra.progress import NullReporter, Reporter
+from mtlbench.mtl.tasks import TaskSet
 from mtlbench.runs.observe import log_dataset
 from mtlbench.runs.optuna.context import (
     ATTR_CONFIG,
@@ -148,7 +149,7 @@ def open_study(
 
     group = {**data.params, "backbone": cfg.model.backbone, "epochs": str(cfg.train.epochs)}
     tidy = report.tidy_trials(load_trials(tracker.uri, cfg.tracking.experiment))
-    objective = choose_objective(s.objective, _baselines(tidy, group))
+    objective = choose_objective(s.objective, _baselines(tidy, group, data.tasks), data.tasks)
     import optuna
 
     ctx = StudyContext(name, cfg, objective, parent_run_id="", data=_data_hashes(data))
@@ -194,10 +195,10 @@ def open_study(
     return OpenStudy(study, ctx, parent, url, resumed=False)
 
 
-def _baselines(tidy: Any, group: dict[str, str]) -> dict[str, float] | None:
+def _baselines(tidy: Any, group: dict[str, str], tasks: TaskSet) -> dict[str, float] | None:
     from mtlbench.runs.optuna.space import validation_baselines
 
-    return validation_baselines(tidy, group)
+    return validation_baselines(tidy, group, tasks)
 
 
 def _data_hashes(data: PreparedData) -> dict[str, str]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from mtlbench.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
 from mtlbench.training.fit import NullRun, TrialSpec, fit
 from mtlbench.training.prepare import Reference, prepare_data, resolve_device
 
@@ -51,8 +53,22 @@ def test_best_validation_epoch_is_the_one_evaluated_on_test(tiny):
     assert final_step == result.best_epoch
     assert {k.split("/")[0] for k in final} == {"test"}
     assert set(final) >= {"test/age_mae", "test/gender_acc", "test/race_acc", "test/score"}
-    assert [step for step, _ in run.metrics[:-1]] == [0, 1, 2]
+    assert [step for step, _ in run.metrics[:-2]] == [0, 1, 2]
     assert run.tags["mtlbench.status"] == "finished"
+    # Just before: the constant predictor fitted on train, measured on test (the row to beat).
+    ref_step, ref = run.metrics[-2]
+    train_y, test_y = data.train[1].numpy(), data.test[1].numpy()
+    age_median = float(np.median(train_y[:, 0]))
+    majority = [int(np.bincount(train_y[:, c]).argmax()) for c in (1, 2)]
+    assert ref_step == result.best_epoch
+    assert ref == pytest.approx(
+        {
+            "reference/test_age_mae": float(np.mean(np.abs(test_y[:, 0] - age_median))),
+            "reference/test_gender_acc": float(np.mean(test_y[:, 1] == majority[0])),
+            "reference/test_race_acc": float(np.mean(test_y[:, 2] == majority[1])),
+        }
+    )
+    assert TaskSet.from_json(run.tags["mtlbench.tasks"]) == UTKFACE_TASKS
     # Summary values are params, not one-point metric charts.
     assert run.params["best.epoch"] == str(result.best_epoch)
     assert float(run.params["best.val_score"]) == min(scores)

@@ -65,7 +65,7 @@ def test_stl_is_one_hot(spec, hot):
 
 
 def test_stl_rejects_unknown_task():
-    with pytest.raises(ValueError, match="not one of the valid choices: age, gender, race"):
+    with pytest.raises(ValueError, match="not one of the tasks: age, gender, race"):
         weighting.create("stl:height", TASKS)
     with pytest.raises(ValueError, match="not one of the tasks: age"):
         weighting.get("stl")(TASKS[:1], task="race")
