@@ -20,7 +20,7 @@ from mtlbench.data.plugin import LoadedData
 def to_tensors(
     ds: DecodedDataset | LoadedData, indices: np.ndarray, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [n, C, S, S] (NCHW) images and int64 [n, columns] labels of ``indices``, on
+    """uint8 [n, C, S, S] (NCHW) images and [n, columns] labels of ``indices``, on
     ``device``. A :class:`DecodedDataset` is NHWC (the cache's layout); a plug-in's
     :class:`LoadedData` is NCHW (UTKFace's: a transposed view of that cache; gathering
     through the view took 0.11 s against 0.14 s for gather-then-permute, 14,000 of 20,000
@@ -28,7 +28,10 @@ def to_tensors(
     index = np.asarray(indices, dtype=np.int64)
     # Fancy indexing copies out of the read-only cache map, so torch gets writable memory.
     picked = torch.from_numpy(np.ascontiguousarray(ds.images[index]))
-    labels = torch.from_numpy(np.ascontiguousarray(ds.labels[index], dtype=np.int64))
+    # int64 labels; float32 when a plug-in gives real-valued (regression) targets.
+    floating = np.issubdtype(ds.labels.dtype, np.floating)
+    dtype = np.float32 if floating else np.int64
+    labels = torch.from_numpy(np.ascontiguousarray(ds.labels[index], dtype=dtype))
     if isinstance(ds, DecodedDataset):
         picked = picked.permute(0, 3, 1, 2).contiguous()
     return picked.to(device), labels.to(device)

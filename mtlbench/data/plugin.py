@@ -19,13 +19,17 @@ class LoadedData:
     """What a plug-in's ``load`` returns: every image and label, in a fixed order."""
 
     images: np.ndarray  # uint8 [N, C, S, S], C = 1 or 3
-    labels: np.ndarray  # [N, T]: one column per declared task, in the tasks' order
+    # [N, columns]: each task reads its own column(s) (``Task.column``; a multilabel task
+    # n_outputs columns from there). Integers, or floats for real-valued regression targets
+    # (class columns then hold whole numbers).
+    labels: np.ndarray
     strata: np.ndarray  # int64 [N]: the split keeps these groups' proportions
     source: str  # what the user passed, or "synthetic"
     sha256: str  # of the content (not the path): identifies the data in studies and runs
     summary: str = ""  # one line for the console, e.g. "23,708 images, 5 skipped"
     n_skipped: int = 0
     synthetic: bool = False
+    note: str = ""  # printed before ``summary`` when set (e.g. "these are stand-in images")
     # Optional fixed split, int8 [N]: 0 train, 1 validation, 2 test (a benchmark's own split,
     # e.g. multi-digits, whose composites share no source digit across splits); None: mtlbench
     # splits by ``strata`` with ``--split`` fractions.

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
+import numpy as np
+
 from mtlbench.data.plugin import DatasetPlugin, LoadedData
 from mtlbench.infra.progress import Reporter
 
@@ -82,11 +84,30 @@ def load(
     cache_dir: Path,
     reporter: Reporter | None = None,
 ) -> LoadedData:
-    """``plugin.load`` with its result checked against the declared tasks."""
+    """``plugin.load`` with its result checked against the declared tasks: one label column
+    per task (n_outputs for a multilabel one), class labels within each task's classes, images
+    of the requested size. A mismatch is the plug-in's bug, named here rather than deep in
+    training."""
     data = plugin.load(source, image_size, cache_dir=cache_dir, reporter=reporter)
-    if data.labels.ndim != 2 or data.labels.shape[1] != len(plugin.tasks):
+    tasks = plugin.tasks
+    if data.labels.ndim != 2 or data.labels.shape[1] != tasks.n_columns:
         raise ValueError(
-            f"dataset {plugin.name!r} declares {len(plugin.tasks)} tasks but its labels have "
-            f"shape {data.labels.shape}"
+            f"dataset {plugin.name!r} declares {len(tasks)} tasks reading {tasks.n_columns} "
+            f"label columns, but its labels have shape {data.labels.shape}"
         )
+    if data.images.shape[2] != image_size:
+        raise ValueError(
+            f"dataset {plugin.name!r} returned {data.images.shape[2]} px images for "
+            f"image_size={image_size}"
+        )
+    for t in tasks:
+        if t.kind == "regression" or not len(data.labels):
+            continue
+        cols = data.labels[:, t.columns]
+        high = 1 if t.kind in ("binary", "multilabel") else t.n_outputs - 1
+        if cols.min() < 0 or cols.max() > high or not np.array_equal(cols, np.round(cols)):
+            raise ValueError(
+                f"dataset {plugin.name!r}, task {t.name!r} ({t.kind}): labels must be whole "
+                f"numbers in 0..{high}, found {cols.min()}..{cols.max()}"
+            )
     return data

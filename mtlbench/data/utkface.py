@@ -11,6 +11,11 @@ from mtlbench.data.plugin import DatasetPlugin, LoadedData
 from mtlbench.infra.progress import Reporter
 from mtlbench.mtl.tasks import TASKS, TaskSet
 
+SYNTHETIC_BANNER = (
+    "Using the built-in SYNTHETIC faces (procedurally drawn, not real data). "
+    "For real UTKFace: --data path/to/UTKFace.tar.gz (or a folder of *.jpg.chip.jpg)."
+)
+
 
 def load_utkface(
     source: str | Path | None,
@@ -32,6 +37,7 @@ def load_utkface(
         summary=ds.summary(),
         n_skipped=len(ds.skipped),
         synthetic=ds.synthetic,
+        note=SYNTHETIC_BANNER if ds.synthetic else "",
     )
 
 

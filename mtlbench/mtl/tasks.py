@@ -101,7 +101,8 @@ class Task:
             return F.l1_loss(out.squeeze(1), target.float())
         if self.kind == "binary":
             return F.binary_cross_entropy_with_logits(out.squeeze(1), target.float())
-        return F.cross_entropy(out, target)
+        # Labels are int64, or float when a plug-in has real-valued regression targets.
+        return F.cross_entropy(out, target.long())
 
     def metric_sum(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Sum over the batch of absolute errors (regression) or correct predictions (for a
@@ -114,8 +115,8 @@ class Task:
         if self.kind == "regression":
             return (out.squeeze(1) - target.float()).abs().sum()
         if self.kind == "binary":
-            return ((out.squeeze(1) > 0).long() == target).sum().float()
-        return (out.argmax(dim=1) == target).sum().float()
+            return ((out.squeeze(1) > 0).long() == target.long()).sum().float()
+        return (out.argmax(dim=1) == target.long()).sum().float()
 
 
 AGE = Task("age", 0, "regression", 1, "age_mae", higher_is_better=False, unit="years")

@@ -23,11 +23,6 @@ from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
 
 SPLIT_NAMES = ("train", "val", "test")
 
-SYNTHETIC_BANNER = (
-    "Using the built-in SYNTHETIC faces (procedurally drawn, not real data). "
-    "For real UTKFace: --data path/to/UTKFace.tar.gz (or a folder of *.jpg.chip.jpg)."
-)
-
 
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
@@ -134,8 +129,8 @@ def prepare_data(
     data = registry.load(
         plugin, cfg.source, cfg.image_size, cache_dir=cfg.cache_path, reporter=reporter
     )
-    if data.synthetic:
-        reporter.info(SYNTHETIC_BANNER)
+    if data.note:
+        reporter.info(data.note)
     reporter.info(data.summary)
     parts, split_sha256 = _split_parts(data, cfg)
     tensors = {name: to_tensors(data, idx, device) for name, idx in parts.items()}

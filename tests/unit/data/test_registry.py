@@ -61,8 +61,35 @@ def test_loaded_data_refuses_bad_shapes() -> None:
 def test_load_checks_labels_against_the_declared_tasks() -> None:
     three = TaskSet((*TWO, Task("sum", 2, "regression", 1, "sum_mae", higher_is_better=False)))
     plugin = DatasetPlugin("fake", "d", three, load=lambda *a, **k: _digits_like())
-    with pytest.raises(ValueError, match="declares 3 tasks but its labels have shape"):
+    with pytest.raises(ValueError, match="declares 3 tasks reading 3 label columns, but its"):
         registry.load(plugin, None, 12, cache_dir=Path("."))
+    two = DatasetPlugin("fake2", "d", TWO, load=lambda *a, **k: _digits_like())
+    assert registry.load(two, None, 12, cache_dir=Path(".")).labels.shape == (8, 2)
+    with pytest.raises(ValueError, match="returned 12 px images for image_size=16"):
+        registry.load(two, None, 16, cache_dir=Path("."))
+    five = TaskSet(tuple(Task(t.name, t.column, "multiclass", 5, t.metric, True) for t in TWO))
+    wrong = DatasetPlugin("fake5", "d", five, load=lambda *a, **k: _digits_like())
+    with pytest.raises(ValueError, match=r"task 'left' \(multiclass\): labels must be whole "):
+        registry.load(wrong, None, 12, cache_dir=Path("."))
+
+
+def test_float_regression_targets_keep_their_fraction() -> None:
+    """A plug-in may give real-valued regression targets: they reach the loss unrounded, and
+    class columns in the same float matrix still work as classes."""
+    from mtlbench.data.batches import to_tensors
+
+    area = Task("area", 0, "regression", 1, "area_mae", higher_is_better=False)
+    colour = Task("colour", 1, "multiclass", 3, "colour_acc", higher_is_better=True)
+    labels = np.array([[0.25, 2.0], [0.75, 0.0]])
+    data = LoadedData(np.zeros((2, 1, 4, 4), np.uint8), labels, np.zeros(2, np.int64), "m", "0")
+    _, y = to_tensors(data, np.arange(2), "cpu")
+    assert y.dtype == torch.float32 and y[:, 0].tolist() == [0.25, 0.75]
+    out = torch.tensor([[0.5], [0.5]])
+    assert float(area.loss(out, y)) == pytest.approx(0.25)  # |0.5-0.25|, |0.5-0.75|
+    logits = torch.tensor([[0.0, 0.0, 9.0], [0.0, 9.0, 0.0]])
+    assert float(colour.metric_sum(logits, y)) == 1.0  # first right (2), second wrong (1 != 0)
+    expected = torch.nn.functional.cross_entropy(logits, torch.tensor([2, 0]))
+    assert torch.allclose(colour.loss(logits, y), expected)
 
 
 def test_entry_point_plugins_are_listed(monkeypatch: pytest.MonkeyPatch) -> None:
