@@ -42,8 +42,9 @@ def resolve_device(spec: str) -> torch.device:
 class Reference:
     """Each task's best constant predictor, fitted on the training split: its prediction (the
     median, the majority class) and its error in the task's metric. It normalises the
-    model-selection score, starts a regression head at its value, and is logged as the
-    "constant predictor" row every model must beat."""
+    model-selection score and starts a regression head at its value; the same predictor
+    measured on test (``PreparedData.constant_test``) is the leaderboard's "constant
+    predictor" row."""
 
     tasks: TaskSet
     predictions: tuple[float, ...]  # per task; NaN where no single number (multilabel)
@@ -91,7 +92,7 @@ class Reference:
 
 @dataclass(frozen=True)
 class PreparedData:
-    train: tuple[torch.Tensor, torch.Tensor]  # uint8 NCHW images, int64 [N, columns] labels
+    train: tuple[torch.Tensor, torch.Tensor]  # uint8 NCHW images, [N, columns] labels
     val: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
     reference: Reference
