@@ -75,8 +75,11 @@ def test_resume_relogs_history_with_original_timestamps(tiny, tmp_path):
         fit(spec, cfg, data, CPU, run=first, on_epoch=_interrupt_after(0), checkpoint_dir=tmp_path)
     second = NullRun()
     fit(spec, cfg, data, CPU, run=second, checkpoint_dir=tmp_path)
-    # epoch 0 logged again on resume (idempotent in MLflow: same timestamp), then 1, 2, final
-    assert [step for step, _ in second.metrics] == [0, 1, 2, second.metrics[-1][0]]
+    # epoch 0 logged again on resume (idempotent in MLflow: same timestamp), then 1, 2, and
+    # at the best epoch the constant predictor's reference/test_* and the final test/*
+    best = second.metrics[-1][0]
+    assert [step for step, _ in second.metrics] == [0, 1, 2, best, best]
+    assert all(k.startswith("reference/test_") for k in second.metrics[-2][1])
     assert second.metrics[0][1] == first.metrics[0][1]
 
 
