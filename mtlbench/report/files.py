@@ -198,12 +198,16 @@ def build_report(
     trials_csv, board_csv = out_dir / "trials.csv", out_dir / "leaderboard.csv"
     tidy.to_csv(trials_csv, index=False)
     pd.concat(frames).to_csv(board_csv, index=False)
+    tests_csv = out_dir / "tests.csv"
+    pd.concat(
+        [verdicts.tests_frame(g.verdicts).assign(group=i + 1) for i, g in enumerate(reports)]
+    ).to_csv(tests_csv, index=False)
     md, page = out_dir / "leaderboard.md", out_dir / "report.html"
     md.write_text(text.document_markdown(experiment, reports, notes), encoding="utf-8")
     page.write_text(html_report.render(experiment, reports, notes), encoding="utf-8")
     return ReportOutcome(
         summary=reports[0].summary,
-        files=[md, board_csv, trials_csv, page, *files],
+        files=[md, board_csv, trials_csv, tests_csv, page, *files],
         n_trials=len(tidy),
         parent_run_ids=sorted(set(tidy["parent_run_id"])),
     )

@@ -334,6 +334,18 @@ def cost_sentence(cost: dict[str, float], parallel: bool) -> str:
     )
 
 
+def tests_frame(v: Verdicts | None) -> pd.DataFrame:
+    """Every paired test of the verdicts (``tests.csv``): method, reference, family, mean
+    difference of the primary metric, Holm-adjusted p within the family."""
+    cols = ["method", "reference", "family", "metric", "mean_diff", "p_holm"]
+    if v is None:
+        return pd.DataFrame(columns=cols)
+    rows = [
+        (c.method, c.reference, c.family, v.primary, c.mean_diff, c.p_holm) for c in v.comparisons
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
 def _signed(x: float) -> str:
     return "–" if not math.isfinite(x) else f"{x:+.2f}"
 
