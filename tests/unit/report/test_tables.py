@@ -307,3 +307,43 @@ def test_untrained_heads_of_single_task_models_are_blank_in_the_summary():
     summary = report.summarize(pd.DataFrame(rows)).iloc[0]
     assert summary["test/race_acc"] == 0.5 and math.isnan(summary["test/age_mae"])
     assert summary["kind"] == report.KIND_SINGLE and math.isnan(summary["rank"])
+
+
+def test_a_diverged_seed_counts_against_its_lr():
+    # lr 1e-3: seeds 0, 1 validate best (0.3) but seed 2 diverged; lr 1e-4: all finished (0.5).
+    rows = [
+        _trial("famo", 1e-3, 0, **{"best_val/score": 0.3}),
+        _trial("famo", 1e-3, 1, **{"best_val/score": 0.3}),
+        _trial("famo", 1e-3, 2, status="diverged"),
+        *(_trial("famo", 1e-4, s, **{"best_val/score": 0.5}) for s in range(3)),
+        # both lrs lose one seed: the validation score decides
+        _trial("dwa", 1e-3, 0, **{"best_val/score": 0.3}),
+        _trial("dwa", 1e-3, 1, status="failed"),
+        _trial("dwa", 1e-4, 0, **{"best_val/score": 0.5}),
+        _trial("dwa", 1e-4, 1, status="diverged"),
+        # every seed of 1e-2 diverged: nothing to report there
+        _trial("sum", 1e-2, 0, status="diverged"),
+        _trial("sum", 1e-4, 0, **{"best_val/score": 0.9}),
+    ]
+    chosen = dict(report.choose_lr(pd.DataFrame(rows)).itertuples(index=False))
+    assert chosen == {"famo": 1e-4, "dwa": 1e-3, "sum": 1e-4}
+    # --log-model best logs the model of the same lr (its best seed)
+    from mtlbench.runs.models import choose
+
+    raw = pd.DataFrame(
+        [
+            {
+                "param.strategy": r["strategy"],
+                "param.lr": f"{r['lr']:g}",
+                "status": r["status"],
+                "best_val/score": r["best_val/score"],
+            }
+            for r in rows
+        ]
+    )
+    picked = raw.iloc[choose(raw, "best")]
+    assert dict(zip(picked["param.strategy"], picked["param.lr"], strict=True)) == {
+        "famo": "0.0001",
+        "dwa": "0.001",
+        "sum": "0.0001",
+    }
