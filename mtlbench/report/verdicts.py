@@ -31,6 +31,9 @@ FAMILY_SUM = "adaptive vs sum"
 FAMILY_STATIC = "adaptive vs best static"
 FAMILY_SWEEP = "static sweep vs sum"
 BEST_STATIC = "best static"
+# Fixed equal weightings: the reference ``sum`` and ``mean`` (``sum`` / T, the same direction
+# at another scale). They are leaderboard rows but not adaptive methods under test.
+FIXED: tuple[str, ...] = (report.REFERENCE, "mean")
 # Logged per epoch; a trial's row holds the last value (see tracking.load_trials).
 THROUGHPUT = "throughput/train_img_s"
 WEIGHT_MOVE = "strategy/weight_move"
@@ -120,10 +123,11 @@ def _by_seed(chosen: pd.DataFrame, strategy: str, col: str) -> dict[int, float]:
 
 
 def _methods(summary: pd.DataFrame) -> list[str]:
-    """The adaptive methods: every ranked method but ``sum`` (and the best static row)."""
+    """The adaptive methods: every ranked method but the fixed equal weightings
+    (:data:`FIXED`) and the best static row (experiments/utkface-cpu.toml, family F1)."""
     kind = summary["kind"] == report.KIND_METHOD
     names = [str(s) for s in summary.loc[kind, "strategy"]]
-    return [s for s in names if s != report.REFERENCE and not s.startswith(BEST_STATIC)]
+    return [s for s in names if s not in FIXED and not s.startswith(BEST_STATIC)]
 
 
 def comparisons(
