@@ -11,6 +11,8 @@ import pandas as pd
 
 from mtlbench.mtl.tasks import TASKS
 from mtlbench.report import tables as report
+from mtlbench.report.verdicts import Verdicts
+from mtlbench.report.verdicts import table as verdict_table
 from mtlbench.tracking import FALLBACK_LIMIT
 
 METRIC_LABELS: dict[str, str] = {
@@ -40,6 +42,7 @@ class GroupReport:
     baselines: pd.DataFrame
     primary: str
     figures: list[Figure] = field(default_factory=list)
+    verdicts: Verdicts | None = None
 
     @property
     def budget(self) -> list[tuple[str, str]]:
@@ -261,6 +264,16 @@ def _vs_ref(row: pd.Series, primary: str) -> str:
     return f"{fmt_number(diff, primary, signed=True)} (p {fmt_p(row['p_vs_ref'])})"
 
 
+def _primary_cell(row: pd.Series, primary: str) -> str:
+    """Delta-m with the interval that includes the baselines' seed variance where the verdicts
+    computed one (``delta_m_noise*``; see the verdicts section), else the t-interval."""
+    half = float(row.get("delta_m_noise_ci", math.nan))
+    if primary != "test/delta_m" or not math.isfinite(half):
+        return fmt_ci(row, primary)
+    mean = float(row["delta_m_noise"])
+    return f"{fmt_number(mean, primary, signed=True)} ± {fmt_number(half, primary)}"
+
+
 def method_table(summary: pd.DataFrame, primary: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the leaderboard proper (methods, ranked)."""
     header = [
@@ -272,9 +285,12 @@ def method_table(summary: pd.DataFrame, primary: str) -> tuple[list[str], list[l
         METRIC_LABELS[primary],
         f"vs {report.REFERENCE}: Δ, p",
         "diverged / failed / pruned",
+        "failed seeds at lr",
+        f"step cost (× {report.REFERENCE})",
     ]
     rows = []
     for _, r in summary[summary["kind"] == report.KIND_METHOD].iterrows():
+        cost = float(r.get("step_cost", math.nan))
         rank = "–" if not math.isfinite(float(r["rank"])) else str(int(r["rank"]))
         rows.append(
             [
@@ -283,9 +299,11 @@ def method_table(summary: pd.DataFrame, primary: str) -> tuple[list[str], list[l
                 _lr(r),
                 f"{r['n_seeds']}/{r['n_run_at_lr']}",
                 *(fmt_ci(r, c) for c in report.TEST_METRICS),
-                fmt_ci(r, primary),
+                _primary_cell(r, primary),
                 _vs_ref(r, primary),
                 _status(r),
+                str(r.get("failed_at_lr", "–")),
+                f"{cost:.2f}" if math.isfinite(cost) else "–",
             ]
         )
     return header, rows
@@ -351,12 +369,20 @@ def group_markdown(g: GroupReport, heading: str = "##") -> str:
     parts.append("\n".join(f"- **{k}**: {v}" for k, v in g.budget) + "\n")
     parts.append(f"{heading}# Leaderboard\n")
     parts.append(
-        f"Learning rate chosen per strategy on validation (mean `{report.SELECTION_METRIC}` "
-        "over seeds); test metrics at that rate as mean ± half-width of the 95% t-interval "
-        f"over seeds. Ranked by {METRIC_LABELS[g.primary]}. `seeds`: finished seeds at the "
-        "chosen lr / seeds run per lr.\n"
+        "Learning rate chosen per strategy on validation (fewest diverged or failed seeds, "
+        f"then mean `{report.SELECTION_METRIC}` of the finished seeds); test metrics at that "
+        "rate as mean ± half-width of the 95% t-interval over seeds (Δm's interval also "
+        "carries the single-task baselines' seed variance; see the verdicts). Ranked by "
+        f"{METRIC_LABELS[g.primary]}. `seeds`: finished seeds at the chosen lr / seeds run per "
+        "lr; `failed seeds at lr`: diverged or failed / run.\n"
     )
     parts.append(markdown_table(*method_table(g.summary, g.primary)))
+    if g.verdicts is not None:
+        parts.append(
+            f"{heading}# Verdicts: against {report.REFERENCE} and the best static weighting\n"
+        )
+        parts.append("\n".join(f"- {c}" for c in g.verdicts.sentences()) + "\n")
+        parts.append(markdown_table(*verdict_table(g.verdicts)))
     _, sweep_rows = sweep_table(g.summary, g.primary)
     if sweep_rows:
         parts.append(f"{heading}# Fixed weights (scalarisation sweep)\n")
