@@ -33,6 +33,9 @@ SEARCHES: tuple[str, ...] = ("grid", "optuna")
 OBJECTIVES: tuple[str, ...] = ("auto", "score", "delta_m", "pareto")
 PRUNERS: tuple[str, ...] = ("median", "none")
 DEFAULT_STRATEGIES: tuple[str, ...] = ("sum", "uncertainty", "dwa")
+# ``lrs = "auto"`` starts from this coarse grid (steps of ~3x) and widens it at the edges
+# (mtlbench/runs/lr_auto.py).
+AUTO_LRS: tuple[float, ...] = (1e-3, 3e-4, 1e-4)
 
 
 class ConfigError(UserError, ValueError):
@@ -151,6 +154,9 @@ class TrainConfig:
 class SearchConfig:
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     lrs: tuple[float, ...] = (1e-3,)
+    # True for ``lrs = "auto"`` (``--lrs auto``): ``lrs`` is then the starting grid
+    # :data:`AUTO_LRS`, widened by the grid run until every chosen lr is interior (capped).
+    lrs_auto: bool = False
     seeds: tuple[int, ...] = (0,)
     strategy_params: tuple[str, ...] = ()  # "dwa.temperature=2" items
     scalarization_sweep: int = 0  # K > 0 adds static:w for every w on the simplex grid 1/K
@@ -175,6 +181,11 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strategies", tuple(self.strategies))
+        if self.lrs == "auto" or tuple(self.lrs) == ("auto",):
+            object.__setattr__(self, "lrs", AUTO_LRS)
+            object.__setattr__(self, "lrs_auto", True)
+        if isinstance(self.lrs, str):
+            raise ConfigError(f"lrs must be a list of learning rates or 'auto', got {self.lrs!r}")
         object.__setattr__(self, "lrs", tuple(float(lr) for lr in self.lrs))
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         object.__setattr__(self, "strategy_params", tuple(self.strategy_params))
@@ -189,6 +200,8 @@ class SearchConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct, got {self.seeds!r}")
         _choice("search", self.search, SEARCHES)
+        if self.lrs_auto and self.search != "grid":
+            raise ConfigError("lrs = 'auto' widens a grid; Optuna searches lr_range instead")
         if not isinstance(self.scalarization_sweep, int) or not 0 <= self.scalarization_sweep <= 20:
             raise ConfigError(
                 f"scalarization_sweep must be an integer from 0 (off) to 20, "

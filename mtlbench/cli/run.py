@@ -54,8 +54,9 @@ def build_config(**opts: Any) -> RunConfig:
     )
     lrs = _csv(opts.get("lrs"))
     seeds = _csv(opts.get("seeds"))
+    auto = lrs == ["auto"]
     try:
-        lr_values = tuple(float(x) for x in lrs) if lrs else None
+        lr_values = tuple(float(x) for x in lrs) if lrs and not auto else None
         seed_values = tuple(int(x) for x in seeds) if seeds else None
     except ValueError as exc:
         raise ConfigError(f"--lrs takes numbers and --seeds integers: {exc}") from None
@@ -64,10 +65,12 @@ def build_config(**opts: Any) -> RunConfig:
         cfg,
         "search",
         strategies=tuple(_split_strategies(strategies)) if strategies else None,
-        lrs=lr_values,
+        lrs="auto" if auto else lr_values,
+        lrs_auto=None if auto or lr_values is None else False,
         seeds=seed_values,
         strategy_params=tuple(opts["strategy_param"]) if opts.get("strategy_param") else None,
         scalarization_sweep=opts.get("scalarization_sweep"),
+        static_sweep=opts.get("static_sweep"),
         search=opts.get("search"),
         n_trials=opts.get("n_trials"),
         storage=opts.get("storage"),
@@ -180,7 +183,9 @@ def run(
     lrs: str | None = typer.Option(
         None,
         "--lrs",
-        help="Learning rates, e.g. 1e-3,3e-4 (default: 1e-3).",
+        help="Learning rates, e.g. 1e-3,3e-4 (default: 1e-3), or 'auto': start from "
+        "1e-3,3e-4,1e-4 and widen by 3x at the edge where a strategy's chosen lr sits, "
+        "at most 3 times within [1e-6, 1].",
         rich_help_panel="Search",
     ),
     seeds: str | None = typer.Option(
@@ -197,6 +202,14 @@ def run(
         "--scalarization-sweep",
         help="Also train static weights on the simplex grid with step 1/K (K=3: 6 mixes "
         "plus 1,1,1), the fixed-weight Pareto front adaptive methods are judged against.",
+        rich_help_panel="Search",
+    ),
+    static_sweep: int | None = typer.Option(
+        None,
+        "--static-sweep",
+        help="Also train the interior simplex lattice with step 1/N (every weight > 0; N=5: "
+        "6 points for 3 tasks); the best point on validation is the leaderboard's 'best "
+        "static' row, which every adaptive method is tested against.",
         rich_help_panel="Search",
     ),
     search: str | None = typer.Option(

@@ -15,7 +15,7 @@ import pandas as pd
 
 from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
 from mtlbench.report import html as html_report
-from mtlbench.report import plots, text
+from mtlbench.report import plots, plots_cost, text, verdicts
 from mtlbench.report import tables as report
 from mtlbench.tracking import KIND_TAG, Tracker, load_histories, load_trials, log_metrics
 
@@ -45,6 +45,13 @@ FIGURES: dict[str, tuple[str, str]] = {
         "each method's convention (sum's weights add up to T, mgda_ub's to 1; see "
         "docs/strategies.md): compare the ratios between tasks rather than the levels.",
     ),
+    "time": (
+        "Validation score against wall-clock time",
+        "Validation score (lower is better) of each method at its chosen lr against the "
+        "cumulative wall-clock time of its epochs, mean over seeds: a method that gains per "
+        "epoch but costs more per step can lose per second. Times come from the same study "
+        "(trials in a process pool share the machine).",
+    ),
     "lr_sensitivity": (
         "Learning-rate sensitivity",
         "Test metrics at every learning rate of the grid (mean, 95% CI over seeds); the ring "
@@ -54,8 +61,13 @@ FIGURES: dict[str, tuple[str, str]] = {
 
 
 def history_keys(tasks: TaskSet = UTKFACE_TASKS) -> tuple[str, ...]:
-    """The per-epoch metrics the figures draw: each task's validation metric and weight."""
-    return (*(f"val/{t.metric}" for t in tasks), *(f"weight/{t.name}" for t in tasks))
+    """The per-epoch metrics the figures draw: each task's validation metric and weight, and
+    the time keys of the cost figure."""
+    return (
+        *(f"val/{t.metric}" for t in tasks),
+        *(f"weight/{t.name}" for t in tasks),
+        *plots_cost.TIME_KEYS,
+    )
 
 
 HISTORY_KEYS: tuple[str, ...] = history_keys()
@@ -69,11 +81,12 @@ class ReportOutcome:
     parent_run_ids: list[str]
 
 
-def update_delta_m(uri: str, everything: pd.DataFrame) -> pd.DataFrame:
-    """Add delta-m to every multi-task trial with baselines in its group, and log it to that
-    trial's run where it is new or changed (earlier studies gain it once baselines exist)."""
+def update_delta_m(uri: str, everything: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """Add delta-m (against ``baselines``, built from trials without repeats) to every
+    multi-task trial with baselines in its group, and log it to that trial's run where it is
+    new or changed (earlier studies gain it once baselines exist)."""
     before = everything["test/delta_m"].copy()
-    updated = report.with_delta_m(everything, report.single_task_baselines(everything))
+    updated = report.with_delta_m(everything, baselines)
     after = updated["test/delta_m"]
     changed = after.notna() & ~((after - before).abs() < 1e-12)
     for _, row in updated[changed].iterrows():
@@ -107,10 +120,34 @@ def _figures(
     if not mine.empty:
         made["curves"] = plots.curves_figure(mine, g.tidy, g.summary, palette, path("curves"))
         made["weights"] = plots.weights_figure(mine, g.tidy, g.summary, palette, path("weights"))
+    if not mine.empty:
+        timed = plots_cost.time_figure(mine, g.tidy, g.summary, palette, path("time"))
+        if timed is not None:
+            made["time"] = timed
     made["lr_sensitivity"] = plots.lr_figure(
         g.tidy, g.summary, g.primary, palette, path("lr_sensitivity")
     )
     return [text.Figure(p, *FIGURES[name]) for name, p in made.items()]
+
+
+def _with_verdicts(summary: pd.DataFrame, v: verdicts.Verdicts) -> pd.DataFrame:
+    """The leaderboard with the verdicts' columns (failed seeds at the chosen lr as k/n, step
+    cost relative to sum) and the "best static" row."""
+    if summary.empty:
+        return summary
+    out = summary.copy()
+    out["failed_at_lr"] = [
+        "{}/{}".format(*v.failed[s]) if s in v.failed else "–" for s in out["strategy"]
+    ]
+    out["step_cost"] = [v.cost.get(s, float("nan")) for s in out["strategy"]]
+    nan = verdicts.DeltaMInterval(float("nan"), float("nan"), float("nan"), "baseline exact")
+    ivs = [v.intervals.get(s, nan) for s in out["strategy"]]
+    out["delta_m_noise"] = [iv.mean for iv in ivs]
+    out["delta_m_noise_ci"] = [iv.half for iv in ivs]
+    out["delta_m_noise_method"] = [
+        iv.method if s in v.intervals else "" for iv, s in zip(ivs, out["strategy"], strict=True)
+    ]
+    return verdicts.with_best_static(out, v.best_static, v.primary)
 
 
 def build_report(
@@ -118,11 +155,15 @@ def build_report(
 ) -> ReportOutcome:
     """Read the experiment's trials (of ``parent_run_ids`` only, if given; baselines may come
     from any study of the experiment) and write the report folder."""
-    everything = report.tidy_trials(load_trials(uri, experiment))
+    trials = load_trials(uri, experiment)
+    everything = report.tidy_trials(trials)
+    if not everything.empty:
+        everything = everything.merge(verdicts.extra_columns(trials), on="run_id", how="left")
     if everything.empty:
         raise ValueError(f"experiment {experiment!r} has no trial runs yet; nothing to report")
-    everything = update_delta_m(uri, everything)
-    baselines = report.single_task_baselines(everything)
+    # Repeats go before the baselines are built: a repeated baseline seed must count once.
+    baselines = report.single_task_baselines(report.drop_repeats(everything)[0])
+    everything = update_delta_m(uri, everything, baselines)
     parents = None if parent_run_ids is None else set(parent_run_ids)
     mine = everything if parents is None else everything[everything["parent_run_id"].isin(parents)]
     if mine.empty:
@@ -147,6 +188,7 @@ def build_report(
     histories = load_histories(uri, list(wanted["run_id"]), tuple(keys))
     out_dir.mkdir(parents=True, exist_ok=True)
     reports, files, frames = [], [], []
+    plain = report.drop_repeats(everything)[0]
     for i, group in enumerate(groups):
         g = text.GroupReport(
             label=report.group_label(group),
@@ -157,18 +199,24 @@ def build_report(
         )
         suffix = "" if len(groups) == 1 else f"-g{i + 1}"
         g.figures = _figures(g, histories, palette, out_dir, suffix)
+        g.verdicts = verdicts.build(g.tidy, g.summary, g.primary, plain, g.baselines)
+        g.summary = _with_verdicts(g.summary, g.verdicts)
         files += [f.path for f in g.figures]
         frames.append(g.summary.assign(group=i + 1, group_label=g.label, rank_by=g.primary))
         reports.append(g)
     trials_csv, board_csv = out_dir / "trials.csv", out_dir / "leaderboard.csv"
     tidy.to_csv(trials_csv, index=False)
     pd.concat(frames).to_csv(board_csv, index=False)
+    tests_csv = out_dir / "tests.csv"
+    pd.concat(
+        [verdicts.tests_frame(g.verdicts).assign(group=i + 1) for i, g in enumerate(reports)]
+    ).to_csv(tests_csv, index=False)
     md, page = out_dir / "leaderboard.md", out_dir / "report.html"
     md.write_text(text.document_markdown(experiment, reports, notes), encoding="utf-8")
     page.write_text(html_report.render(experiment, reports, notes), encoding="utf-8")
     return ReportOutcome(
         summary=reports[0].summary,
-        files=[md, board_csv, trials_csv, page, *files],
+        files=[md, board_csv, trials_csv, tests_csv, page, *files],
         n_trials=len(tidy),
         parent_run_ids=sorted(set(tidy["parent_run_id"])),
     )

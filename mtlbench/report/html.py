@@ -64,13 +64,21 @@ def _group(g: GroupReport, h: int) -> str:
     )
     parts.append(f"<h{h + 1}>Leaderboard</h{h + 1}>")
     parts.append(
-        "<p>Learning rate chosen per strategy on validation (mean best validation score over "
-        "seeds); test metrics at that rate as mean ± half-width of the 95% t-interval over "
-        f"seeds. Ranked by {html.escape(text.METRIC_LABELS[g.primary])}. <i>seeds</i>: finished "
-        "seeds at the chosen lr / seeds run per lr.</p>"
+        "<p>Learning rate chosen per strategy on validation (fewest diverged or failed seeds, "
+        "then mean best validation score of the finished seeds); test metrics at that rate as "
+        "mean ± half-width of the 95% t-interval over seeds (Δm's interval also carries the "
+        "single-task baselines' seed variance; see the verdicts). Ranked by "
+        f"{html.escape(text.METRIC_LABELS[g.primary])}. <i>seeds</i>: finished seeds at the "
+        "chosen lr / seeds run per lr; <i>failed seeds at lr</i>: diverged or failed / run.</p>"
     )
     tasks = g.tasks
     parts.append(_table(*text.method_table(g.summary, g.primary, tasks, g.constant), name_col=1))
+    if g.verdicts is not None:
+        title = f"Verdicts: against {text.report.REFERENCE} and the best static weighting"
+        parts.append(f"<h{h + 1}>{html.escape(title)}</h{h + 1}>")
+        items = "".join(f"<li>{html.escape(c)}</li>" for c in g.verdicts.sentences())
+        parts.append(f"<ul>{items}</ul>")
+        parts.append(_table(*text.verdict_table(g.verdicts)))
     header, rows = text.sweep_table(g.summary, g.primary, tasks)
     if rows:
         parts.append(f"<h{h + 1}>Fixed weights (scalarisation sweep)</h{h + 1}>")

@@ -1,11 +1,12 @@
 """Aggregate trials (as stored in MLflow) into the per-strategy comparison.
 
 Input is the frame from :func:`mtlbench.tracking.load_trials`; nothing here trains, plots or
-talks to MLflow. The learning rate of each strategy is chosen on validation (mean
-``best_val/score`` over seeds, lower is better); the reported numbers are the test metrics of
-that learning rate, as mean and 95% t-interval over seeds, with a paired-by-seed t-test against
-``sum``. Trials are compared only within one *group* (same data, split, image size, backbone
-and epochs): :func:`split_groups` keeps groups apart so they are never averaged together.
+talks to MLflow. The learning rate of each strategy is chosen on validation (fewest diverged or
+failed seeds, then mean ``best_val/score`` of the finished seeds, lower is better); the reported
+numbers are the test metrics of that learning rate, as mean and 95% t-interval over seeds, with
+a paired-by-seed t-test against ``sum``. Trials are compared only within one *group* (same data,
+split, image size, backbone and epochs): :func:`split_groups` keeps groups apart so they are
+never averaged together.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
-from mtlbench.report import stats
+from mtlbench.report import stats, verdict_stats
 from mtlbench.tracking import REFERENCE_PREFIX, SOLVER_FALLBACK_TAG, TASKS_TAG
 
 SELECTION_METRIC = "best_val/score"
@@ -194,7 +195,8 @@ def single_task_baselines(tidy: pd.DataFrame) -> pd.DataFrame:
     """
     cols = [*GROUP_PARAMS, "task", "lr", "baseline", "n_seeds"]
     rows = []
-    single = tidy[(tidy["status"] == "finished") & ~tidy["tasks"].str.contains(",", na=True)]
+    runs = tidy[~tidy["tasks"].str.contains(",", na=True)]
+    single = runs[runs["status"] == "finished"]
     for key, in_group in single.groupby(list(GROUP_PARAMS)):
         for task in tasks_of(in_group):
             group = in_group[in_group["tasks"] == task.name]
@@ -203,6 +205,12 @@ def single_task_baselines(tidy: pd.DataFrame) -> pd.DataFrame:
             val_col, test_col = f"best_val/{task.metric}", f"test/{task.metric}"
             by_lr = group.groupby("lr")[[val_col, test_col]].mean()
             best = by_lr[val_col].idxmax() if task.higher_is_better else by_lr[val_col].idxmin()
+            mine_all = runs[(runs["tasks"] == task.name)]
+            for k, v in zip(GROUP_PARAMS, key, strict=True):
+                mine_all = mine_all[mine_all[k] == v]
+            sign = -1.0 if task.higher_is_better else 1.0
+            candidates = lr_candidates(mine_all, sign * mine_all[val_col])
+            best = verdict_stats.choose_lr(candidates) if candidates else best
             n = int((group["lr"] == best).sum())
             rows.append([*key, task.name, best, by_lr.loc[best, test_col], n])
     return pd.DataFrame(rows, columns=cols)
@@ -246,18 +254,35 @@ def with_delta_m(tidy: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+FAILED_STATUSES: tuple[str, ...] = ("diverged", "failed")
+
+
+def lr_candidates(rows: pd.DataFrame, score: pd.Series) -> dict[float, tuple[int, float]]:
+    """``lr -> (seeds that diverged or failed, mean score of the finished seeds)`` over the lrs
+    with at least one finished seed (an lr none of whose seeds finished has nothing to report;
+    it still cannot win: see :data:`verdict_stats.LR_RULE`)."""
+    out: dict[float, tuple[int, float]] = {}
+    for lr, at_lr in rows.groupby("lr"):
+        done = score[at_lr.index][at_lr["status"] == "finished"].dropna()
+        if len(done):
+            n_failed = int(at_lr["status"].isin(FAILED_STATUSES).sum())
+            out[float(lr)] = (n_failed, float(done.mean()))
+    return out
+
+
 def choose_lr(tidy: pd.DataFrame) -> pd.DataFrame:
-    """Per strategy: the learning rate with the lowest mean validation score (finished trials).
+    """Per strategy: the learning rate chosen under :data:`verdict_stats.LR_RULE` (fewest
+    diverged or failed seeds, then the lowest mean validation score of the finished seeds).
 
     For a single-task run the score covers its one task, so this is the same choice as
     :func:`single_task_baselines` makes on the task's own metric.
     """
-    done = tidy[(tidy["status"] == "finished") & tidy[SELECTION_METRIC].notna()]
-    if done.empty:
-        return pd.DataFrame(columns=["strategy", "lr"])
-    by_lr = done.groupby(["strategy", "lr"], as_index=False)[SELECTION_METRIC].mean()
-    best = by_lr.loc[by_lr.groupby("strategy")[SELECTION_METRIC].idxmin()]
-    return best[["strategy", "lr"]].reset_index(drop=True)
+    rows = []
+    for strategy, group in tidy.groupby("strategy", sort=True):
+        candidates = lr_candidates(group, group[SELECTION_METRIC])
+        if candidates:
+            rows.append((strategy, verdict_stats.choose_lr(candidates)))
+    return pd.DataFrame(rows, columns=["strategy", "lr"])
 
 
 def primary_metric(tidy: pd.DataFrame) -> str:
@@ -329,7 +354,11 @@ def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     if summary.empty:
         summary.attrs[TASK_SPEC] = declared.to_json()
         return summary
-    summary["p_vs_ref_holm"] = stats.holm(list(summary["p_vs_ref"].astype(float)))
+    # Methods and fixed-weight points are separate test families (issue 11): a sweep point that
+    # leaves a head untrained must not change the methods' adjusted p-values.
+    summary["p_vs_ref_holm"] = verdict_stats.holm_by_family(
+        list(zip(summary["kind"], summary["p_vs_ref"].astype(float), strict=True))
+    )
     methods = (summary["kind"] == KIND_METHOD) & summary[primary].notna()
     summary["rank"] = summary[primary].where(methods).rank(method="min")
     kind_order = summary["kind"].map({KIND_METHOD: 0, KIND_SWEEP: 1, KIND_SINGLE: 2})

@@ -11,6 +11,8 @@ import pandas as pd
 
 from mtlbench.mtl.tasks import UTKFACE_TASKS, Task, TaskSet
 from mtlbench.report import tables as report
+from mtlbench.report.verdicts import Verdicts
+from mtlbench.report.verdicts import table as verdict_table
 from mtlbench.tracking import FALLBACK_LIMIT
 
 _SUMMARY_LABELS = {"test/delta_m": "Δm (%) ↓", "test/score": "score ↓"}
@@ -58,6 +60,7 @@ class GroupReport:
     baselines: pd.DataFrame
     primary: str
     figures: list[Figure] = field(default_factory=list)
+    verdicts: Verdicts | None = None
 
     @property
     def tasks(self) -> TaskSet:
@@ -301,6 +304,16 @@ def _vs_ref(row: pd.Series, primary: str) -> str:
     return f"{fmt_number(diff, primary, signed=True)} (p {fmt_p(row['p_vs_ref'])})"
 
 
+def _primary_cell(row: pd.Series, primary: str, tasks: TaskSet = UTKFACE_TASKS) -> str:
+    """Delta-m with the interval that includes the baselines' seed variance where the verdicts
+    computed one (``delta_m_noise*``; see the verdicts section), else the t-interval."""
+    half = float(row.get("delta_m_noise_ci", math.nan))
+    if primary != "test/delta_m" or not math.isfinite(half):
+        return fmt_ci(row, primary, tasks)
+    mean = float(row["delta_m_noise"])
+    return f"{fmt_number(mean, primary, signed=True)} ± {fmt_number(half, primary)}"
+
+
 def constant_predictor(tidy: pd.DataFrame, tasks: TaskSet) -> dict[str, float]:
     """Test column -> the constant predictor's value (logged by every finished trial of the
     group as ``reference/test_<metric>``; identical within a group), where logged."""
@@ -332,9 +345,12 @@ def method_table(
         metric_label(primary, tasks),
         f"vs {report.REFERENCE}: Δ, p",
         "diverged / failed / pruned",
+        "failed seeds at lr",
+        f"step cost (× {report.REFERENCE})",
     ]
     rows = []
     for _, r in summary[summary["kind"] == report.KIND_METHOD].iterrows():
+        cost = float(r.get("step_cost", math.nan))
         rank = "–" if not math.isfinite(float(r["rank"])) else str(int(r["rank"]))
         rows.append(
             [
@@ -343,14 +359,16 @@ def method_table(
                 _lr(r),
                 f"{r['n_seeds']}/{r['n_run_at_lr']}",
                 *(fmt_ci(r, c, tasks) for c in metrics),
-                fmt_ci(r, primary, tasks),
+                _primary_cell(r, primary, tasks),
                 _vs_ref(r, primary),
                 _status(r),
+                str(r.get("failed_at_lr", "–")),
+                f"{cost:.2f}" if math.isfinite(cost) else "–",
             ]
         )
     if constant:
         cells = [fmt_number(constant.get(c, math.nan), c, tasks=tasks) for c in metrics]
-        rows.append(["–", CONSTANT_ROW, "–", "–", *cells, "–", "–", "–"])
+        rows.append(["–", CONSTANT_ROW, "–", "–", *cells, *["–"] * (len(header) - 4 - len(cells))])
     return header, rows
 
 
@@ -422,13 +440,21 @@ def group_markdown(g: GroupReport, heading: str = "##") -> str:
     parts.append("\n".join(f"- **{k}**: {v}" for k, v in g.budget) + "\n")
     parts.append(f"{heading}# Leaderboard\n")
     parts.append(
-        f"Learning rate chosen per strategy on validation (mean `{report.SELECTION_METRIC}` "
-        "over seeds); test metrics at that rate as mean ± half-width of the 95% t-interval "
-        f"over seeds. Ranked by {METRIC_LABELS[g.primary]}. `seeds`: finished seeds at the "
-        "chosen lr / seeds run per lr.\n"
+        "Learning rate chosen per strategy on validation (fewest diverged or failed seeds, "
+        f"then mean `{report.SELECTION_METRIC}` of the finished seeds); test metrics at that "
+        "rate as mean ± half-width of the 95% t-interval over seeds (Δm's interval also "
+        "carries the single-task baselines' seed variance; see the verdicts). Ranked by "
+        f"{METRIC_LABELS[g.primary]}. `seeds`: finished seeds at the chosen lr / seeds run per "
+        "lr; `failed seeds at lr`: diverged or failed / run.\n"
     )
     tasks = g.tasks
     parts.append(markdown_table(*method_table(g.summary, g.primary, tasks, g.constant)))
+    if g.verdicts is not None:
+        parts.append(
+            f"{heading}# Verdicts: against {report.REFERENCE} and the best static weighting\n"
+        )
+        parts.append("\n".join(f"- {c}" for c in g.verdicts.sentences()) + "\n")
+        parts.append(markdown_table(*verdict_table(g.verdicts)))
     _, sweep_rows = sweep_table(g.summary, g.primary, tasks)
     if sweep_rows:
         parts.append(f"{heading}# Fixed weights (scalarisation sweep)\n")

@@ -208,6 +208,17 @@ def static_spec(weights: Sequence[float]) -> str:
     return "static:" + ",".join(f"{w:.6g}" for w in weights)
 
 
+def at_edge(grid: Sequence[float], lr: float) -> str | None:
+    """``"low"``/``"high"`` when ``lr`` is the grid's smallest/largest value (a grid of one lr
+    is at both edges: reported as ``"low"``), else None."""
+    values = sorted(grid)
+    if lr == values[0]:
+        return "low"
+    if lr == values[-1]:
+        return "high"
+    return None
+
+
 # --- cost and learned weights ------------------------------------------------------------------
 def relative_step_cost(throughput: Mapping[str, float], reference: str = "sum") -> dict[str, float]:
     """Per-step cost relative to ``reference`` from training throughputs (images/s) measured in

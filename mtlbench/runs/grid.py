@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from mtlbench.config import RunConfig, sweep_specs
 from mtlbench.infra.progress import Reporter
+from mtlbench.report.verdict_stats import interior_simplex, static_spec
+from mtlbench.runs import lr_auto
 from mtlbench.runs.models import publish_models
 from mtlbench.runs.observe import log_dataset
 from mtlbench.runs.study import (
@@ -38,24 +40,37 @@ from mtlbench.tracking import (
 from mtlbench.training.fit import TrialSpec
 
 if TYPE_CHECKING:
+    import torch
+
     from mtlbench.training.prepare import PreparedData
 
 
 TrialKey = tuple[str, float, int]  # strategy, lr, seed
 
 
+def static_sweep_specs(divisions: int, n_tasks: int = 3) -> list[str]:
+    """``static:`` specs of the interior simplex lattice (``--static-sweep N``; none for 0)."""
+    if not divisions:
+        return []
+    return [static_spec(w) for w in interior_simplex(n_tasks, divisions)]
+
+
 def grid_trials(
-    cfg: RunConfig, tasks: Sequence[str] = ("age", "gender", "race")
+    cfg: RunConfig,
+    lrs: tuple[float, ...] | None = None,
+    tasks: Sequence[str] = ("age", "gender", "race"),
 ) -> list[TrialSpec]:
-    """Every (strategy, lr, seed) of the grid for the dataset's ``tasks`` (names): ``stl``
-    expands to one single-task model per task, the scalarisation sweep covers T weights."""
+    """Every (strategy spec, lr, seed) of the grid for the dataset's ``tasks`` (names): ``stl``
+    expands to one single-task model per task, the sweeps cover T weights; ``lrs`` replaces
+    the configured grid (the widened grid of ``--lrs auto``)."""
     from mtlbench.weighting.registry import expand_spec
 
     s = cfg.search
     specs = [x for spec in s.strategies for x in expand_spec(spec, tasks)]
-    sweep = sweep_specs(s.scalarization_sweep, len(tasks))
-    specs += [x for x in sweep if x not in specs]
-    return [TrialSpec(st, lr, seed) for st, lr, seed in itertools.product(specs, s.lrs, s.seeds)]
+    specs += [x for x in sweep_specs(s.scalarization_sweep, len(tasks)) if x not in specs]
+    specs += [x for x in static_sweep_specs(s.static_sweep, len(tasks)) if x not in specs]
+    grid = s.lrs if lrs is None else lrs
+    return [TrialSpec(st, lr, seed) for st, lr, seed in itertools.product(specs, grid, s.seeds)]
 
 
 def study_signature(cfg: RunConfig, data_params: dict[str, str]) -> str:
@@ -112,41 +127,76 @@ def _open_parent(
     return parent, {}
 
 
+def _run_plan(
+    cfg: RunConfig,
+    plan: list[PlannedTrial],
+    n_specs: int,
+    run: tuple[PreparedData, torch.device, Tracker, TrackedRun],
+    reporter: Reporter,
+) -> list[TrialOutcome]:
+    data, device, tracker, parent = run
+    outcomes: list[TrialOutcome] = []
+    with reporter.progress("trials", total=n_specs) as bar:
+        bar.advance(n_specs - len(plan))
+        if cfg.search.workers > 1 and len(plan) > 1:
+            from mtlbench.runs.pool import run_pool
+
+            done = run_pool(cfg, parent.run_id, plan, reporter)
+        else:
+            done = (execute_trial(p, cfg, data, device, tracker, parent, reporter) for p in plan)
+        for outcome in done:
+            outcomes.append(outcome)
+            report_outcome(outcome, reporter)
+            bar.advance(1)
+    return outcomes
+
+
+def _next_grid(cfg: RunConfig, parent_id: str, lrs: tuple[float, ...]) -> tuple[float, ...] | None:
+    """``--lrs auto``: the widened grid after a round, from the trials MLflow holds."""
+    from mtlbench.report import tables
+    from mtlbench.tracking import load_trials
+
+    trials = load_trials(cfg.tracking.resolved_uri, cfg.tracking.experiment, [parent_id])
+    chosen = lr_auto.chosen_lrs(tables.drop_repeats(tables.tidy_trials(trials))[0], lrs)
+    return lr_auto.widen(lrs, chosen)
+
+
 def run_grid(cfg: RunConfig, reporter: Reporter, *, resume: bool = False) -> StudyOutcome:
     """Run every trial of the grid; with ``resume``, continue the newest unfinished study with
     the same signature: finished trials are kept, interrupted ones continue from their last
-    checkpoint in the same MLflow run, missing ones start."""
+    checkpoint in the same MLflow run, missing ones start. With ``--lrs auto`` the grid widens
+    after each round (:mod:`mtlbench.runs.lr_auto`) and only the new lrs are trained."""
     from mtlbench.training.prepare import prepare_data, resolve_device
 
     start = time.perf_counter()
     device = resolve_device(cfg.train.device)
     data = prepare_data(cfg.data, device, reporter)
     tracker = Tracker(cfg.tracking.resolved_uri, cfg.tracking.experiment)
-    specs = grid_trials(cfg, data.tasks.names)
+    lrs = cfg.search.lrs
+    names = data.tasks.names
+    specs = grid_trials(cfg, tasks=names)
     parent, children = _open_parent(cfg, tracker, data, len(specs), reporter, resume)
     reporter.info(
         f"{len(specs)} trials on {device}; MLflow: {cfg.tracking.resolved_uri} "
         f"(experiment {cfg.tracking.experiment!r}, parent run {parent.run_id})"
     )
-    plan = plan_trials(specs, children)
-    if len(plan) < len(specs):
-        reporter.info(f"{len(specs) - len(plan)} trials already finished: kept")
     outcomes: list[TrialOutcome] = []
     try:
-        with reporter.progress("trials", total=len(specs)) as bar:
-            bar.advance(len(specs) - len(plan))
-            if cfg.search.workers > 1 and len(plan) > 1:
-                from mtlbench.runs.pool import run_pool
-
-                done = run_pool(cfg, parent.run_id, plan, reporter)
-            else:
-                done = (
-                    execute_trial(p, cfg, data, device, tracker, parent, reporter) for p in plan
-                )
-            for outcome in done:
-                outcomes.append(outcome)
-                report_outcome(outcome, reporter)
-                bar.advance(1)
+        for round_ in range(lr_auto.MAX_ROUNDS + 1):
+            plan = plan_trials(specs, children)
+            if len(plan) < len(specs):
+                reporter.info(f"{len(specs) - len(plan)} trials already finished: kept")
+            run = (data, device, tracker, parent)
+            outcomes += _run_plan(cfg, plan, len(specs), run, reporter)
+            if not cfg.search.lrs_auto or round_ == lr_auto.MAX_ROUNDS:
+                break
+            wider = _next_grid(cfg, parent.run_id, lrs)
+            if wider is None:
+                break
+            lrs = wider
+            reporter.info(f"--lrs auto: a chosen lr is at an edge; widening to {lrs}")
+            specs = grid_trials(cfg, lrs, names)
+            children = {trial_key(c.strategy, c.lr, c.seed): c for c in tracker.children(parent)}
         summary, files = write_outputs(
             cfg.tracking.resolved_uri,
             cfg.tracking.experiment,

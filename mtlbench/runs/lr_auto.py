@@ -9,23 +9,20 @@ widenings or the bounds ``[LOW, HIGH]``. The report marks any lr still at an edg
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-START: tuple[float, ...] = (1e-3, 3e-4, 1e-4)
+from mtlbench.config import AUTO_LRS
+from mtlbench.report.verdict_stats import at_edge
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+START: tuple[float, ...] = AUTO_LRS
 FACTOR = 3.0
 MAX_ROUNDS = 3
 LOW, HIGH = 1e-6, 1.0
-
-
-def at_edge(grid: Sequence[float], lr: float) -> str | None:
-    """``"low"``/``"high"`` when ``lr`` is the grid's smallest/largest value (a grid of one lr
-    is at both edges: reported as ``"low"``), else None."""
-    values = sorted(grid)
-    if lr == values[0]:
-        return "low"
-    if lr == values[-1]:
-        return "high"
-    return None
 
 
 def widen(
@@ -55,7 +52,9 @@ def widen(
         new.add(values[0] * factor)
     if new == set(values):
         return None
-    return tuple(sorted(new, reverse=True))
+    # Three significant digits keep the lrs readable and exact in MLflow params (9e-3, not
+    # 0.009000000000000001).
+    return tuple(sorted({float(f"{v:.3g}") for v in new}, reverse=True))
 
 
 def edges(grid: Sequence[float], chosen: Mapping[str, float]) -> dict[str, str]:
@@ -66,3 +65,17 @@ def edges(grid: Sequence[float], chosen: Mapping[str, float]) -> dict[str, str]:
         if edge is not None:
             out[strategy] = edge
     return out
+
+
+def chosen_lrs(tidy: pd.DataFrame, grid: Sequence[float]) -> dict[str, float]:
+    """Every strategy's lr chosen on validation (``report.tables.choose_lr``), judged on the
+    trials at the lrs of ``grid`` only (a resumed study may hold lrs of later rounds), each
+    mapped to its value in ``grid``."""
+    from mtlbench.report import tables
+
+    def on_grid(lr: float) -> float | None:
+        return next((g for g in grid if math.isclose(g, lr, rel_tol=1e-9)), None)
+
+    mapped = tidy.assign(lr=tidy["lr"].map(on_grid))
+    chosen = tables.choose_lr(mapped[mapped["lr"].notna()])
+    return {str(r.strategy): float(r.lr) for r in chosen.itertuples()}

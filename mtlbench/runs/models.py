@@ -2,12 +2,12 @@
 
 A trial keeps its best-epoch weights (the ``best`` checkpoint) when models are to be logged;
 after the last trial, :func:`publish_models` picks the trials to keep (``--log-model best``:
-per strategy, the learning rate with the lowest mean validation score over seeds, as the
-leaderboard picks it, then that lr's best seed; ``all``: every finished trial), logs each as
-``model`` in its own (finished) run, registers the overall winner when asked, and removes the
-kept checkpoints. Wrapped by :class:`~mtlbench.predict.exported.ExportedHydraNet`, a model takes
-uint8 images and carries a :class:`~mtlbench.predict.card.ModelCard` in its metadata, which is
-all ``mtlbench predict`` needs.
+per strategy, the learning rate the leaderboard picks (fewest diverged or failed seeds, then
+the lowest mean validation score), then that lr's best seed; ``all``: every finished trial),
+logs each as ``model`` in its own (finished) run, registers the overall winner when asked, and
+removes the kept checkpoints. Wrapped by :class:`~mtlbench.predict.exported.ExportedHydraNet`,
+a model takes uint8 images and carries a :class:`~mtlbench.predict.card.ModelCard` in its
+metadata, which is all ``mtlbench predict`` needs.
 """
 
 from __future__ import annotations
@@ -75,10 +75,19 @@ def choose(trials: pd.DataFrame, policy: str) -> list[int]:
         return [trials.index.get_loc(i) for i in finished.index]
     if policy != "best":
         raise ValueError(f"log_model {policy!r} is not one of best, all, none")
+    import pandas as pd
+
+    from mtlbench.report import tables, verdict_stats
+
     chosen: list[int] = []
-    for _, group in finished.groupby("param.strategy"):
-        by_lr = group.groupby("param.lr")[SELECTION].mean()
-        best = group[group["param.lr"] == by_lr.idxmin()]
+    rows = trials.assign(lr=pd.to_numeric(trials["param.lr"], errors="coerce"))
+    for _, group in rows.groupby("param.strategy"):
+        # The leaderboard's rule: fewest diverged or failed seeds, then mean validation score.
+        candidates = tables.lr_candidates(group, pd.to_numeric(group[SELECTION]))
+        if not candidates:
+            continue
+        lr = verdict_stats.choose_lr(candidates)
+        best = finished[finished.index.isin(group.index[group["lr"] == lr])]
         chosen.append(trials.index.get_loc(best[SELECTION].idxmin()))
     return sorted(chosen)
 

@@ -23,6 +23,7 @@ DEFINING_SEARCH_KEYS: dict[str, tuple[str, ...]] = {
     "grid": ("strategies", "lrs", "seeds", "strategy_params", "scalarization_sweep"),
     "optuna": ("strategies", "seeds", "strategy_params", "lr_range", "objective"),
 }
+OPTIONAL_GRID_KEYS: tuple[str, ...] = ("static_sweep", "lrs_auto")
 # Where or how fast a study runs: changing these continues the same study.
 EXECUTION_KEYS: dict[str, tuple[str, ...]] = {
     "data": ("source", "cache_dir"),
@@ -61,6 +62,9 @@ def study_definition(cfg: RunConfig, data_params: dict[str, str]) -> dict[str, A
         del data["dataset"]  # the default, absent from older studies: they keep resuming
     train = {k: v for k, v in d["train"].items() if k not in EXECUTION_KEYS["train"]}
     search = {k: d["search"][k] for k in DEFINING_SEARCH_KEYS[cfg.search.search]}
+    # Keys added later enter only when set, so earlier studies keep their fingerprint.
+    search |= {k: d["search"][k] for k in OPTIONAL_GRID_KEYS if cfg.search.search == "grid"}
+    search = {k: v for k, v in search.items() if k not in OPTIONAL_GRID_KEYS or v}
     definition = {
         "data": data,
         "data_sha256": data_params["data_sha256"],
@@ -93,10 +97,13 @@ def study_params(cfg: RunConfig, data_params: dict[str, str]) -> dict[str, str]:
     return {
         "search": s.search,
         "strategies": ",".join(s.strategies),
-        "lrs": ",".join(f"{lr:g}" for lr in s.lrs),
+        "lrs": "auto from " + ",".join(f"{lr:g}" for lr in s.lrs)
+        if s.lrs_auto
+        else ",".join(f"{lr:g}" for lr in s.lrs),
         "seeds": ",".join(str(x) for x in s.seeds),
         "strategy_params": ";".join(s.strategy_params) or "none",
         "scalarization_sweep": str(s.scalarization_sweep),
+        "static_sweep": str(s.static_sweep),
         "epochs": str(t.epochs),
         "batch_size": str(t.batch_size),
         "optimizer": t.optimizer,

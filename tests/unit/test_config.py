@@ -111,3 +111,52 @@ def test_grid_includes_the_sweep_and_expands_stl():
     assert {"stl:age", "stl:gender", "stl:race", "static:2,1,0"} <= specs
     assert "stl" not in specs
     assert len(grid_trials(cfg)) == 2 * (1 + 3 + 7)
+
+
+def test_static_sweep_adds_the_interior_lattice_to_the_grid():
+    from mtlbench.runs.grid import grid_trials
+
+    cfg = override(RunConfig(), "search", strategies=("sum",), static_sweep=5, lrs=(1e-3,))
+    specs = [t.strategy for t in grid_trials(cfg)]
+    # C(4, 2) = 6 interior points of the 1/5 lattice, weights k/5 * 3 with every k >= 1.
+    assert sorted(specs) == sorted(
+        [
+            "sum",
+            "static:1.8,0.6,0.6",
+            "static:0.6,1.8,0.6",
+            "static:0.6,0.6,1.8",
+            "static:1.2,1.2,0.6",
+            "static:1.2,0.6,1.2",
+            "static:0.6,1.2,1.2",
+        ]
+    )
+    with pytest.raises(ConfigError, match="static_sweep"):
+        SearchConfig(static_sweep=1)
+
+
+def test_lrs_auto_from_toml_and_cli(tmp_path):
+    from mtlbench.cli.run import build_config
+    from mtlbench.runs.lr_auto import START
+
+    cfg = SearchConfig(lrs="auto")  # type: ignore[arg-type]
+    assert cfg.lrs == START and cfg.lrs_auto
+    path = tmp_path / "s.toml"
+    path.write_text('[search]\nlrs = "auto"\nstatic_sweep = 4\n')
+    loaded = load_config(path)
+    assert loaded.search.lrs_auto and loaded.search.static_sweep == 4
+    assert build_config(config=str(path), lrs="1e-3,1e-4").search.lrs_auto is False
+    assert build_config(lrs="auto").search.lrs == START
+    with pytest.raises(ConfigError, match="auto"):
+        SearchConfig(lrs="auto", search="optuna")  # type: ignore[arg-type]
+
+
+def test_new_grid_keys_keep_old_study_signatures():
+    from mtlbench.runs.study import study_definition
+
+    data = {"data_sha256": "d", "split_sha256": "s"}
+    plain = study_definition(RunConfig(), data)
+    assert "static_sweep" not in plain["search"] and "lrs_auto" not in plain["search"]
+    swept = study_definition(override(RunConfig(), "search", static_sweep=5), data)
+    assert swept["search"]["static_sweep"] == 5
+    auto = study_definition(override(RunConfig(), "search", lrs="auto"), data)
+    assert auto["search"]["lrs_auto"] is True

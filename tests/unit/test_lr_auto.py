@@ -10,9 +10,10 @@ def test_interior_choices_stop_the_search() -> None:
 
 def test_edges_widen_by_three() -> None:
     grid = widen(START, {"sum": 1e-4, "famo": 3e-4})
-    assert grid == pytest.approx((1e-3, 3e-4, 1e-4, 1e-4 / 3))
+    # New lrs are rounded to three significant digits: 1e-4 / 3 -> 3.33e-5.
+    assert grid == (1e-3, 3e-4, 1e-4, 3.33e-5)
     grid = widen(START, {"sum": 1e-4, "famo": 1e-3})
-    assert grid == pytest.approx((3e-3, 1e-3, 3e-4, 1e-4, 1e-4 / 3))
+    assert grid == (3e-3, 1e-3, 3e-4, 1e-4, 3.33e-5)
 
 
 def test_cap_at_the_bounds_and_edges_reported() -> None:

@@ -142,6 +142,8 @@ def check_strategies(cfg: RunConfig) -> None:
             )
     if cfg.search.scalarization_sweep:
         raise ConfigError("--scalarization-sweep is a grid feature; use --search grid for it")
+    if cfg.search.static_sweep:
+        raise ConfigError("--static-sweep is a grid feature; use --search grid for it")
 
 
 def searchable(cls_name: str, fixed: Sequence[str]) -> list[HyperParam]:

@@ -223,8 +223,17 @@ def test_summary_has_t_intervals_ranks_and_paired_p_values():
     assert math.isnan(summary.loc["static:1,2,0", "rank"])
     assert summary.loc["static:1,2,0", "kind"] == report.KIND_SWEEP
     assert summary.loc["pcgrad", "n_pruned"] == 1 and summary.loc["pcgrad", "n_trials"] == 4
-    holm = stats.holm(list(summary["p_vs_ref"]))
-    assert list(summary["p_vs_ref_holm"]) == pytest.approx(holm, nan_ok=True)
+    # Holm within each family by hand: the methods {dwa, pcgrad} (m = 2), the sweep point alone.
+    p_dwa = scipy_stats.ttest_rel(dm_dwa, dm_sum).pvalue
+    p_pc = scipy_stats.ttest_rel([5.0, 4.0, 6.0], dm_sum).pvalue
+    p_static = scipy_stats.ttest_rel([-1.0, -2.0, 0.0], dm_sum).pvalue
+    low, high = sorted([p_dwa, p_pc])
+    adjusted = {low: min(1.0, 2 * low), high: max(min(1.0, 2 * low), min(1.0, high))}
+    assert summary.loc["dwa", "p_vs_ref_holm"] == pytest.approx(adjusted[p_dwa])
+    assert summary.loc["pcgrad", "p_vs_ref_holm"] == pytest.approx(adjusted[p_pc])
+    assert summary.loc["static:1,2,0", "p_vs_ref_holm"] == pytest.approx(p_static)
+    mixed = stats.holm([p_dwa, p_pc, p_static])[2]  # one family for all: what issue 11 fixed
+    assert mixed != pytest.approx(p_static)
     assert list(summary.index[:3]) == ["dwa", "sum", "pcgrad"]  # sorted by rank
 
 
@@ -298,3 +307,43 @@ def test_untrained_heads_of_single_task_models_are_blank_in_the_summary():
     summary = report.summarize(pd.DataFrame(rows)).iloc[0]
     assert summary["test/race_acc"] == 0.5 and math.isnan(summary["test/age_mae"])
     assert summary["kind"] == report.KIND_SINGLE and math.isnan(summary["rank"])
+
+
+def test_a_diverged_seed_counts_against_its_lr():
+    # lr 1e-3: seeds 0, 1 validate best (0.3) but seed 2 diverged; lr 1e-4: all finished (0.5).
+    rows = [
+        _trial("famo", 1e-3, 0, **{"best_val/score": 0.3}),
+        _trial("famo", 1e-3, 1, **{"best_val/score": 0.3}),
+        _trial("famo", 1e-3, 2, status="diverged"),
+        *(_trial("famo", 1e-4, s, **{"best_val/score": 0.5}) for s in range(3)),
+        # both lrs lose one seed: the validation score decides
+        _trial("dwa", 1e-3, 0, **{"best_val/score": 0.3}),
+        _trial("dwa", 1e-3, 1, status="failed"),
+        _trial("dwa", 1e-4, 0, **{"best_val/score": 0.5}),
+        _trial("dwa", 1e-4, 1, status="diverged"),
+        # every seed of 1e-2 diverged: nothing to report there
+        _trial("sum", 1e-2, 0, status="diverged"),
+        _trial("sum", 1e-4, 0, **{"best_val/score": 0.9}),
+    ]
+    chosen = dict(report.choose_lr(pd.DataFrame(rows)).itertuples(index=False))
+    assert chosen == {"famo": 1e-4, "dwa": 1e-3, "sum": 1e-4}
+    # --log-model best logs the model of the same lr (its best seed)
+    from mtlbench.runs.models import choose
+
+    raw = pd.DataFrame(
+        [
+            {
+                "param.strategy": r["strategy"],
+                "param.lr": f"{r['lr']:g}",
+                "status": r["status"],
+                "best_val/score": r["best_val/score"],
+            }
+            for r in rows
+        ]
+    )
+    picked = raw.iloc[choose(raw, "best")]
+    assert dict(zip(picked["param.strategy"], picked["param.lr"], strict=True)) == {
+        "famo": "0.0001",
+        "dwa": "0.001",
+        "sum": "0.0001",
+    }
