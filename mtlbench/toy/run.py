@@ -134,6 +134,7 @@ def run_trajectory(spec: str, start: Start, cfg: ToyConfig, scale: float) -> Tra
     from mtlbench.toy.model import PointModel
     from mtlbench.toy.problem import strategy_losses
     from mtlbench.training import gradients
+    from mtlbench.training.samples import SampleLosses
     from mtlbench.weighting.base import StepContext
 
     strategy = weighting.create(spec, TOY_TASKS, seed=cfg.seed, overrides=cfg.overrides)
@@ -170,13 +171,13 @@ def run_trajectory(spec: str, start: Start, cfg: ToyConfig, scale: float) -> Tra
                 if strategy.needs_step_context:
                     strategy.prepare_step(StepContext(model, loss_fn, batch, batch, cfg.lr))
                 out = model(batch[0])
-                losses = loss_fn(out.outputs, batch[1])
-                if strategy.samples_per_step > 1:
-                    # k independent samples of a deterministic loss are k copies of it.
-                    losses = torch.stack([losses] * strategy.samples_per_step)
-                step = gradients.backward(strategy, losses, out.features, [x], no_heads)
+                batch_losses = loss_fn(out.outputs, batch[1])
+                # k independent samples of a deterministic loss are k copies of it.
+                k = strategy.samples_per_step
+                given = SampleLosses((batch_losses,) * k) if k > 1 else batch_losses
+                step = gradients.backward(strategy, given, out.features, [x], no_heads)
                 optimizer.step()
-                losses = gradients.mean_losses(losses)
+                losses = gradients.mean_losses(given)
                 if strategy.needs_losses_after_step:
                     with torch.no_grad():
                         after = loss_fn(model(batch[0]).outputs, batch[1])

@@ -19,9 +19,10 @@ needs, the engine
 
 Strategies that declare ``samples_per_step = k > 1`` (double sampling) get losses ``[k, T]``
 from :func:`forward_losses` (the batch split into k disjoint parts, one forward pass each); the
-engine computes the gradients of all kT losses, hands the strategy their Gramian and forms the
-update it asks for. Strategies that declare ``needs_step_context`` get :func:`prepare_step`
-before the step (a validation batch).
+double-sampling engine (:mod:`.samples`) computes the blocks of their per-sample Gramian that the
+strategy declares it reads, hands it to the strategy and forms the update it asks for.
+Strategies that declare ``needs_step_context`` get :func:`prepare_step` before the step (a
+validation batch).
 
 Task heads of gradient methods receive the gradient of ``sum_t w_t L_t`` with the weights the
 strategy returns (LibMTL feeds them the unweighted sum instead).
@@ -39,16 +40,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
 from mtlbench.mtl.tasks import TASKS, Task, task_losses
+from mtlbench.training.jacobian import JACOBIAN_MODES as JACOBIAN_MODES
+from mtlbench.training.jacobian import JacobianMode as JacobianMode
+from mtlbench.training.jacobian import TaskGradients as TaskGradients
+from mtlbench.training.jacobian import task_gradients as task_gradients
+from mtlbench.training.jacobian import task_jacobian as task_jacobian
+from mtlbench.training.samples import SampleLosses, sample_shared_gradients
 from mtlbench.weighting.base import GradientNeed, StepContext, Strategy
-
-JacobianMode = Literal["batched", "sequential"]
-JACOBIAN_MODES: tuple[JacobianMode, ...] = ("batched", "sequential")
 
 # Measured on 2 CPU cores, ResNet18, batch 64, 32 px (docs/strategies.md, "Gradient engine"):
 # for the shared parameters T sequential passes beat one batched pass (157 vs 165 ms per step
@@ -65,129 +68,6 @@ DEFAULT_MODE: dict[GradientNeed, JacobianMode] = {
 class StepResult:
     weights: torch.Tensor  # [T], detached
     total_loss: torch.Tensor  # scalar, detached: the weighted objective, for logging
-
-
-@dataclass(frozen=True)
-class TaskGradients:
-    """Per-task gradients of a list of inputs, kept as the tensors autograd returned.
-
-    ``rows[t][p]`` is the gradient of task t's loss w.r.t. input p, shaped like the input. Not
-    concatenating them into a ``[T, m]`` matrix saves a copy of T x m floats per step (57 ms of
-    a 230 ms step on ResNet18 / 2 CPU cores): Gramian strategies only need :meth:`gramian` and
-    :meth:`combine`; :meth:`matrix` builds the Jacobian for the strategies that need it.
-    """
-
-    rows: tuple[tuple[torch.Tensor, ...], ...]
-    # The batched backward's ``[T, *input.shape]`` result when there is a single input: then
-    # :meth:`matrix` is a view of it instead of a copy (GradNorm's 2.4M-wide layer: 11 ms).
-    block: torch.Tensor | None = None
-
-    def gramian(self) -> torch.Tensor:
-        """``J J^T`` as float64 on the CPU: one float32 dot product per task pair and input
-        (torch's BLAS dot; measured 3e-7 of ``|g_i| |g_j|`` off the float64 value on ResNet18,
-        the size of the gradients' own float32 rounding), summed over inputs in float64."""
-        n = len(self.rows)
-        out = torch.zeros(n, n, dtype=torch.float64, device=self.rows[0][0].device)
-        for p in range(len(self.rows[0])):
-            flat = _flatten_alike([row[p] for row in self.rows])
-            for i in range(n):
-                for j in range(i, n):
-                    value = torch.dot(flat[i], flat[j]).double()
-                    out[i, j] += value
-                    if i != j:
-                        out[j, i] += value
-        return out.cpu()
-
-    def combine(self, weights: torch.Tensor) -> list[torch.Tensor]:
-        """``sum_t w_t rows[t][p]`` for every input p, accumulated in place into task 0's
-        tensors (no new T x m allocation): call it last, after :meth:`gramian`."""
-        w = weights.detach().double().cpu().tolist()
-        acc = [g if g.dtype == torch.float32 else g.float() for g in self.rows[0]]
-        torch._foreach_mul_(acc, w[0])
-        for t in range(1, len(self.rows)):
-            torch._foreach_add_(acc, [g.float() for g in self.rows[t]], alpha=w[t])
-        return acc
-
-    def float_rows(self) -> tuple[tuple[torch.Tensor, ...], ...]:
-        """The rows as float32 (no copy when they already are)."""
-        return tuple(
-            tuple(g if g.dtype == torch.float32 else g.float() for g in r) for r in self.rows
-        )
-
-    def matrix(self) -> torch.Tensor:
-        """The ``[T, m]`` float32 Jacobian (rows flattened and concatenated: a copy, except
-        for a single input's batched result, which is only reshaped)."""
-        if self.block is not None and self.block.dtype == torch.float32:
-            return self.block.reshape(len(self.rows), -1)
-        return torch.stack([torch.cat([g.reshape(-1).float() for g in row]) for row in self.rows])
-
-
-def _flatten_alike(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Flatten tensors of one shape in one common element order, as float32, copying only when
-    the memory layout requires it (a channels_last weight gradient is flattened in its storage
-    order, so no copy, as long as every tensor uses that order)."""
-    first = tensors[0]
-    strides = first.stride()
-    order = sorted(range(first.dim()), key=lambda d: -strides[d])
-    return [t.permute(order).reshape(-1).float() for t in tensors]
-
-
-def task_gradients(
-    losses: torch.Tensor,
-    inputs: Sequence[torch.Tensor],
-    *,
-    retain_graph: bool = True,
-    mode: JacobianMode = "batched",
-) -> TaskGradients:
-    """Gradient of each task loss w.r.t. each of ``inputs``.
-
-    ``batched``: one backward with ``is_grads_batched`` (rows are views of its ``[T, ...]``
-    results); ``sequential``: T backward passes keeping the graph. Inputs a loss does not reach
-    get zero gradients.
-    """
-    if mode not in JACOBIAN_MODES:
-        raise ValueError(f"unknown Jacobian mode {mode!r}; valid: {', '.join(JACOBIAN_MODES)}")
-    inputs = list(inputs)
-    n = losses.shape[0]
-    if mode == "batched":
-        eye = torch.eye(n, device=losses.device, dtype=losses.dtype)
-        grads = torch.autograd.grad(
-            losses,
-            inputs,
-            grad_outputs=eye,
-            retain_graph=retain_graph,
-            is_grads_batched=True,
-            allow_unused=True,
-        )
-        blocks = [
-            g if g is not None else torch.zeros(n, *x.shape, device=x.device, dtype=x.dtype)
-            for g, x in zip(grads, inputs, strict=True)
-        ]
-        rows = tuple(tuple(b[t] for b in blocks) for t in range(n))
-        return TaskGradients(rows, blocks[0] if len(blocks) == 1 else None)
-    seq_rows = []
-    for t in range(n):
-        row = torch.autograd.grad(
-            losses[t], inputs, retain_graph=retain_graph or t < n - 1, allow_unused=True
-        )
-        seq_rows.append(
-            tuple(
-                g if g is not None else torch.zeros_like(x)
-                for g, x in zip(row, inputs, strict=True)
-            )
-        )
-    return TaskGradients(tuple(seq_rows))
-
-
-def task_jacobian(
-    losses: torch.Tensor,
-    inputs: Sequence[torch.Tensor],
-    *,
-    retain_graph: bool = True,
-    mode: JacobianMode = "batched",
-) -> torch.Tensor:
-    """[T, m] float32: gradient of each task loss w.r.t. ``inputs``, flattened and concatenated."""
-    return task_gradients(losses, inputs, retain_graph=retain_graph, mode=mode).matrix()
 
 
 def last_shared_layer(shared_params: Sequence[nn.Parameter]) -> list[nn.Parameter]:
@@ -243,9 +123,9 @@ def forward_losses(
     x: torch.Tensor,
     y: torch.Tensor,
     tasks: Sequence[Task] = TASKS,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | SampleLosses]:
     """``(features, losses)`` for :func:`backward`: one forward pass and ``[T]`` batch losses,
-    or, for a strategy with ``samples_per_step = k``, ``[k, T]`` losses of k disjoint,
+    or, for a strategy with ``samples_per_step = k``, the :class:`SampleLosses` of k disjoint,
     consecutive parts of the (shuffled) batch, each with its own forward pass: k independent
     samples (batch norm sees each part alone), and each part's backward passes traverse only
     its own graph (one forward over the whole batch would make every one of the kT backward
@@ -262,15 +142,13 @@ def forward_losses(
         )
     outs = [model(part) for part in torch.tensor_split(x, k)]
     labels = torch.tensor_split(y, k)
-    losses = torch.stack(
-        [task_losses(o.outputs, part, tasks) for o, part in zip(outs, labels, strict=True)]
-    )
-    return torch.cat([o.features for o in outs]), losses
+    parts = tuple(task_losses(o.outputs, part, tasks) for o, part in zip(outs, labels, strict=True))
+    return torch.cat([o.features for o in outs]), SampleLosses(parts)
 
 
-def mean_losses(losses: torch.Tensor) -> torch.Tensor:
-    """``[T]``: the batch losses for logging (the mean over samples of ``[k, T]`` losses)."""
-    return losses if losses.dim() == 1 else losses.mean(dim=0)
+def mean_losses(losses: torch.Tensor | SampleLosses) -> torch.Tensor:
+    """``[T]``: the batch losses for logging (the mean over samples of per-sample losses)."""
+    return losses.mean() if isinstance(losses, SampleLosses) else losses
 
 
 def prepare_step(
@@ -294,7 +172,7 @@ def prepare_step(
 
 def _sample_backward(
     strategy: Strategy,
-    losses: torch.Tensor,
+    losses: torch.Tensor | SampleLosses,
     shared_params: Sequence[nn.Parameter],
     head_params: Sequence[nn.Parameter],
     mode: JacobianMode,
@@ -305,25 +183,22 @@ def _sample_backward(
             f"strategy {strategy.name!r}: samples_per_step > 1 needs SHARED_PARAMETERS, "
             f"not {strategy.needs.name}"
         )
-    if tuple(losses.shape) != (k, n):
+    if not isinstance(losses, SampleLosses) or tuple(losses.shape) != (k, n):
         raise ValueError(
             f"strategy {strategy.name!r} takes [{k}, {n}] per-sample losses (see forward_losses), "
             f"got shape {tuple(losses.shape)}"
         )
-    per_task = task_gradients(losses.reshape(-1), shared_params, mode=mode)
-    result = strategy.sample_gramian_weights(per_task.gramian(), losses.detach())
-    shared_grads = per_task.combine(result.shared.reshape(-1))
-    del per_task
-    total = _heads_backward(losses.mean(dim=0), result.weights, head_params, retain_graph=False)
+    shared_grads, result = sample_shared_gradients(strategy, losses, shared_params, mode)
+    total = _heads_backward(losses.mean(), result.weights, head_params, retain_graph=False)
     for p, g in zip(shared_params, shared_grads, strict=True):
         g = g.to(p.dtype)
         p.grad = g if p.grad is None else p.grad + g
-    return StepResult(result.weights.detach().to(losses.device), total)
+    return StepResult(result.weights.detach().to(total.device), total)
 
 
 def backward(
     strategy: Strategy,
-    losses: torch.Tensor,
+    losses: torch.Tensor | SampleLosses,
     features: torch.Tensor,
     shared_params: Sequence[nn.Parameter],
     head_params: Sequence[nn.Parameter],
@@ -338,6 +213,11 @@ def backward(
     if strategy.samples_per_step > 1:
         return _sample_backward(
             strategy, losses, shared_params, head_params, mode or DEFAULT_MODE[need]
+        )
+    if isinstance(losses, SampleLosses):
+        raise ValueError(
+            f"strategy {strategy.name!r} takes [T] batch losses, got per-sample losses of shape "
+            f"{losses.shape} (it declares samples_per_step = 1)"
         )
     if need is GradientNeed.LOSSES:
         combo = strategy.combine_losses(losses)

@@ -191,6 +191,12 @@ class Strategy(nn.Module):
     # Independent samples per step (double sampling): see the module docstring. Only with
     # ``SHARED_PARAMETERS``; such strategies implement :meth:`sample_gramian_weights`.
     samples_per_step: ClassVar[int] = 1
+    # With ``samples_per_step = k``: the ``(a, b)`` blocks (``a <= b``) of the ``[kT, kT]``
+    # Gramian the strategy reads (None: all; the others arrive as NaN), and the samples whose
+    # gradients its update uses (None: all). Declaring less lets the engine hold fewer gradient
+    # rows and run fewer backward passes (:mod:`mtlbench.training.samples`).
+    gramian_blocks: ClassVar[tuple[tuple[int, int], ...] | None] = None
+    update_samples: ClassVar[tuple[int, ...] | None] = None
     # Wants :meth:`prepare_step` with a :class:`StepContext` (a validation batch) before each step.
     needs_step_context: ClassVar[bool] = False
 

@@ -14,7 +14,10 @@ Defaults: ``eta = robust_step_size = 0.01`` (official code and LibMTL). Weights 
 sum to 1 as in the paper (the official code and LibMTL start at 1 and sum to T: the same
 direction at T times the learning rate). A task whose first-step estimate is 0 (zero gradient)
 gets ratio 0 (no excess risk measurable). The update runs in log space (a ratio of 1e8, from a
-tiny first-step estimate, overflows ``exp`` into NaN weights in the official form). The
+tiny first-step estimate, overflows ``exp`` into NaN weights in the official form), and the state
+is the log-weights: stored as weights, a task pushed to exp(-15600) of the leader underflows to
+exactly 0 and can never come back, while the exact recursion brings it back as soon as its own
+ratio is larger (found by the 60-digit reference on norms spanning 1e-3..1e5, T = 6). The
 squared-gradient sums are one ``[T, m]`` float32 buffer (extra state, checkpointed).
 """
 
@@ -36,7 +39,7 @@ _DELTA = 1e-7
 
 @register
 class ExcessMTL(Strategy):
-    loss_weights: torch.Tensor  # buffer
+    log_weights: torch.Tensor  # buffer: log w_t up to a constant (max 0)
     initial_risk: torch.Tensor  # buffer
     name = "excess_mtl"
     needs = GradientNeed.SHARED_PARAMETERS
@@ -57,7 +60,7 @@ class ExcessMTL(Strategy):
     def __init__(self, tasks: Sequence[Task], *, seed: int = 0, **hparams: Any) -> None:
         super().__init__(tasks, seed=seed, **hparams)
         n = self.n_tasks
-        self.register_buffer("loss_weights", torch.full((n,), 1.0 / n, dtype=torch.float64))
+        self.register_buffer("log_weights", torch.zeros(n, dtype=torch.float64))
         self.register_buffer("initial_risk", torch.full((n,), -1.0, dtype=torch.float64))
         self.sq_sum: torch.Tensor | None = None
 
@@ -80,13 +83,11 @@ class ExcessMTL(Strategy):
             r0 = self.initial_risk.cpu().numpy()
             ratio = np.where(r0 > 0.0, risk / np.where(r0 > 0.0, r0, 1.0), 0.0)
             eta = float(self.config["robust_step_size"])  # type: ignore[arg-type]
-            # in log space: a task whose first-step estimate was tiny can have a ratio of 1e8,
-            # and exp overflows (NaN weights) in the official form w * exp(eta * ratio)
-            with np.errstate(divide="ignore"):
-                logits = np.log(self.loss_weights.cpu().numpy()) + eta * ratio
-            new = np.exp(logits - logits.max())
-            self.loss_weights.copy_(torch.as_tensor(new / new.sum(), dtype=torch.float64))
-        w = self.loss_weights.cpu().tolist()
+            logits = self.log_weights.cpu().numpy() + eta * ratio
+            self.log_weights.copy_(torch.as_tensor(logits - logits.max(), dtype=torch.float64))
+        logits = self.log_weights.cpu().numpy()
+        new = np.exp(logits - logits.max())
+        w = (new / new.sum()).tolist()
         direction = list(rows[0])
         torch._foreach_mul_(direction, w[0])
         for t in range(1, n):

@@ -37,6 +37,8 @@ class MoDo(Strategy):
     name = "modo"
     needs = GradientNeed.SHARED_PARAMETERS
     samples_per_step = 3
+    gramian_blocks = ((0, 1),)  # J_1 J_2^T only
+    update_samples = (2,)  # d = J_3^T (...)
     paper = "Chen, Fernando, Ying & Chen, NeurIPS 2023 (JMLR 2024)"
     summary = "stochastic MGDA weights from two independent samples, update on a third"
     hparams = (

@@ -67,6 +67,8 @@ class SDMGrad(Strategy):
     name = "sdmgrad"
     needs = GradientNeed.SHARED_PARAMETERS
     samples_per_step = 3
+    gramian_blocks = ((0, 1),)  # J_1 J_2^T only
+    update_samples = (2,)  # d = J_3^T (...)
     paper = "Xiao, Ban & Ji, NeurIPS 2023"
     summary = "min-norm direction pulled towards the mean gradient, double sampling"
     hparams = (

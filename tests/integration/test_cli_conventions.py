@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mtlbench.cli.app import app
@@ -22,7 +23,15 @@ def _complete(words: str) -> list[str]:
     return result.output.split()
 
 
-def test_completion_script_and_completions() -> None:
+@pytest.fixture
+def named_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Take the shell from the command line, as Typer's own tests do: otherwise Typer asks
+    shellingham, which finds no shell when pytest runs detached (``nohup``, CI runners), and
+    the test would depend on how it was started."""
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
+
+
+def test_completion_script_and_completions(named_shell: None) -> None:
     script = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="mtlbench")
     assert script.exit_code == 0, script.output
     assert "complete -o default -F _mtlbench_completion mtlbench" in script.output
@@ -31,7 +40,7 @@ def test_completion_script_and_completions() -> None:
     assert "--no-system-metrics" in _complete("mtlbench run --no-sys")
 
 
-def test_install_completion_writes_the_shell_setup(tmp_path: Path) -> None:
+def test_install_completion_writes_the_shell_setup(tmp_path: Path, named_shell: None) -> None:
     env = {"HOME": str(tmp_path), "SHELL": "/bin/bash"}
     result = CliRunner().invoke(
         app, ["--install-completion", "bash"], prog_name="mtlbench", env=env

@@ -11,7 +11,13 @@ import torch
 from mtlbench.toy.pareto import distance, front, pareto_set, x2_star
 from mtlbench.toy.problem import Start, get_setting, objectives, strategy_losses
 
-mp.mp.dps = 30
+
+@pytest.fixture(autouse=True)
+def _thirty_digits():
+    """30 digits for this module's tests only: a module-level ``mp.mp.dps = 30`` leaked into
+    every test collected after it (the 60-digit exactness references then failed)."""
+    with mp.workdps(30):
+        yield
 
 
 def paper_losses(x1: mp.mpf, x2: mp.mpf) -> tuple[mp.mpf, mp.mpf]:

@@ -31,15 +31,8 @@ CASES = st.builds(
 )
 
 
-# Known defect found by this table, visible as an xfail until fixed by the module's owner:
-# excess_mtl's weights differ from its own 60-digit recursion beyond rtol 1e-5 on
-# make_case-equivalent ('norms_mixed', T=6, m=64, seed=4078, eta=0.1)
-# (tests/unit/test_weighting_wave2_gradient.py line ~625).
-KNOWN = {
-    "excess_mtl": pytest.mark.xfail(
-        reason="excess_mtl weights off on norms_mixed T=6 (issue 10 follow-up)", strict=False
-    )
-}
+# Known defects found by this table, visible as an xfail until fixed (none open).
+KNOWN: dict[str, pytest.MarkDecorator] = {}
 NAMES = [pytest.param(n, marks=KNOWN[n]) if n in KNOWN else n for n in sorted(TABLE)]
 
 

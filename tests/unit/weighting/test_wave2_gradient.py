@@ -678,6 +678,15 @@ def test_excess_mtl_steps_match_a_60_digit_recursion(case, eta):
         assert np.abs(got - want).max() <= 1e-5 * np.abs(jac).max()
 
 
+def test_excess_mtl_weight_pushed_to_exp_minus_15600_comes_back():
+    """The case the exactness table found (norms 5e-3..3e5, T = 6): after step 1 the weights
+    are one-hot to 1e-6000; at step 2 another task's ratio is larger and the exact recursion
+    moves all weight to it. Stored as weights (not log-weights) it had underflowed to 0."""
+    test_excess_mtl_steps_match_a_60_digit_recursion.hypothesis.inner_test(
+        ("norms_mixed", 6, 64, 4078), 0.1
+    )
+
+
 def test_excess_mtl_matches_torchjd():
     from torchjd.aggregation import ExcessMTLWeighting
 

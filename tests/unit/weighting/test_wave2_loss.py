@@ -171,12 +171,13 @@ def test_double_sampling_splits_the_batch_and_updates_from_the_third_sample():
     x, y = random_batch(9, 32, seed=3)
     strategy = weighting.create("modo", TASKS, overrides=["modo.gamma=0.01"])
     features, losses = gradients.forward_losses(strategy, model, x, y)
+    assert isinstance(losses, gradients.SampleLosses)
     assert losses.shape == (3, 3) and features.shape[0] == 9
     parts = [
         task_losses(model(x[3 * s : 3 * s + 3]).outputs, y[3 * s : 3 * s + 3]) for s in range(3)
     ]  # sample s is images 3s..3s+2, with its own forward pass
     for s in range(3):
-        assert torch.allclose(losses[s], parts[s], rtol=1e-5, atol=1e-6)
+        assert torch.allclose(losses.parts[s], parts[s], rtol=1e-5, atol=1e-6)
     step = gradients.backward(
         strategy, losses, features, model.shared_parameters(), model.head_parameters()
     )
