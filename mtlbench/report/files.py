@@ -121,7 +121,8 @@ def _figures(
         made["curves"] = plots.curves_figure(mine, g.tidy, g.summary, palette, path("curves"))
         made["weights"] = plots.weights_figure(mine, g.tidy, g.summary, palette, path("weights"))
     if not mine.empty:
-        timed = plots_cost.time_figure(mine, g.tidy, g.summary, palette, path("time"))
+        best = g.verdicts.best_static if g.verdicts else None
+        timed = plots_cost.time_figure(mine, g.tidy, g.summary, palette, path("time"), best)
         if timed is not None:
             made["time"] = timed
     made["lr_sensitivity"] = plots.lr_figure(
@@ -198,8 +199,8 @@ def build_report(
             primary=report.primary_metric(group),
         )
         suffix = "" if len(groups) == 1 else f"-g{i + 1}"
-        g.figures = _figures(g, histories, palette, out_dir, suffix)
         g.verdicts = verdicts.build(g.tidy, g.summary, g.primary, plain, g.baselines)
+        g.figures = _figures(g, histories, palette, out_dir, suffix)
         g.summary = _with_verdicts(g.summary, g.verdicts)
         files += [f.path for f in g.figures]
         frames.append(g.summary.assign(group=i + 1, group_label=g.label, rank_by=g.primary))

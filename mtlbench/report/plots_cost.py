@@ -17,12 +17,16 @@ from mtlbench.report import tables as report
 TIME_KEYS: tuple[str, ...] = ("val/score", "time/epoch_s")
 
 
-def score_over_time(histories: pd.DataFrame, tidy: pd.DataFrame) -> pd.DataFrame:
-    """Per method at its chosen lr and per epoch: mean cumulative seconds and mean validation
-    score over seeds (columns strategy, step, seconds, score, n)."""
+def score_over_time(
+    histories: pd.DataFrame, tidy: pd.DataFrame, extra: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Per method (and each strategy of ``extra``, e.g. the best static point) at its chosen
+    lr and per epoch: mean cumulative seconds and mean validation score over seeds (columns
+    strategy, step, seconds, score, n)."""
     cols = ["strategy", "step", "seconds", "score", "n"]
     chosen = report.chosen_trials(tidy)
-    chosen = chosen[chosen["strategy"].map(report.strategy_kind) == report.KIND_METHOD]
+    method = chosen["strategy"].map(report.strategy_kind) == report.KIND_METHOD
+    chosen = chosen[method | chosen["strategy"].isin(extra)]
     wide = histories[histories["run_id"].isin(set(chosen["run_id"]))].pivot_table(
         index=["run_id", "step"], columns="key", values="value"
     )
@@ -43,18 +47,23 @@ def time_figure(
     summary: pd.DataFrame,
     palette: dict[str, plots.Colour],
     path: Path,
+    best_static: str | None = None,
 ) -> Path | None:
     """Validation score (lower is better) against cumulative wall-clock seconds, one line per
-    method at its chosen lr; None when no run logged both histories."""
-    data = score_over_time(histories, tidy)
+    method at its chosen lr (the best static point dashed grey); None when no run logged both
+    histories."""
+    data = score_over_time(histories, tidy, (best_static,) if best_static else ())
     if data.empty:
         return None
     plt = plots._pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for strategy in [s for s in summary["strategy"] if s in set(data["strategy"])]:
         mine = data[data["strategy"] == strategy]
+        static = strategy == best_static
+        label = f"best static ({strategy.removeprefix('static:')})" if static else strategy
+        colour = palette.get(strategy, plots.SWEEP_COLOUR)
         ax.plot(mine["seconds"], mine["score"], marker="o", ms=3.5, lw=1.6,
-                color=palette.get(strategy, plots.SWEEP_COLOUR), label=strategy)  # fmt: skip
+                ls="--" if static else "-", color=colour, label=label)  # fmt: skip
     ax.set_xlabel("training wall-clock time (s, cumulative, mean over seeds)")
     ax.set_ylabel("validation score ↓")
     return plots._finish(fig, [ax], "Validation score against wall-clock time", path)

@@ -354,10 +354,11 @@ def summarize(tidy: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     if summary.empty:
         summary.attrs[TASK_SPEC] = declared.to_json()
         return summary
-    # Methods and fixed-weight points are separate test families (issue 11): a sweep point that
-    # leaves a head untrained must not change the methods' adjusted p-values.
+    # Adaptive methods and fixed-weight points are separate test families (issue 11): a sweep
+    # point that leaves a head untrained must not change the methods' adjusted p-values.
+    summary["family"] = summary["strategy"].map(verdict_stats.family)
     summary["p_vs_ref_holm"] = verdict_stats.holm_by_family(
-        list(zip(summary["kind"], summary["p_vs_ref"].astype(float), strict=True))
+        list(zip(summary["family"], summary["p_vs_ref"].astype(float), strict=True))
     )
     methods = (summary["kind"] == KIND_METHOD) & summary[primary].notna()
     summary["rank"] = summary[primary].where(methods).rank(method="min")

@@ -11,6 +11,7 @@ import pandas as pd
 
 from mtlbench.mtl.tasks import UTKFACE_TASKS, Task, TaskSet
 from mtlbench.report import tables as report
+from mtlbench.report.verdict_stats import FAMILY_SUM
 from mtlbench.report.verdicts import Verdicts
 from mtlbench.report.verdicts import table as verdict_table
 from mtlbench.tracking import FALLBACK_LIMIT
@@ -136,17 +137,21 @@ def caveats(tidy: pd.DataFrame, summary: pd.DataFrame, primary: str) -> list[str
             "Some strategy has a single finished seed at its chosen learning rate: it gets no "
             "confidence interval and no test."
         )
-    n_tests = int(summary["p_vs_ref"].notna().sum())
+    # The adaptive methods' family (the "best static" row keeps its sweep point's family).
+    family = summary[summary["family"] == FAMILY_SUM] if "family" in summary else summary[:0]
+    n_tests = int(family["p_vs_ref"].notna().sum())
     if n_tests:
-        sig = summary[summary["p_vs_ref"] < 0.05]["strategy"].tolist()
-        holm = summary[summary["p_vs_ref_holm"] < 0.05]["strategy"].tolist()
+        sig = family[family["p_vs_ref"] < 0.05]["strategy"].tolist()
+        holm = family[family["p_vs_ref_holm"] < 0.05]["strategy"].tolist()
         found = f"p < 0.05 (uncorrected) for: {', '.join(sig)}" if sig else "none has p < 0.05"
         after = ", ".join(holm) if holm else "none"
         out.append(
-            f"{n_tests} comparison{'s' if n_tests > 1 else ''} against {report.REFERENCE}: "
+            f"{n_tests} adaptive method{'s' if n_tests > 1 else ''} compared with "
+            f"{report.REFERENCE} (family “{FAMILY_SUM}”): "
             f"{found}. About {n_tests / 20:.1f} of them would reach that by chance alone; after "
-            f"Holm's adjustment for the {n_tests} comparisons, p < 0.05 for: {after} (adjusted "
-            "p-values in leaderboard.csv)."
+            f"Holm's adjustment within this family of {n_tests} comparisons (fixed weightings "
+            f"form their own families), p < 0.05 for: {after} (adjusted p-values in "
+            "leaderboard.csv, column family)."
         )
     n_test = pd.to_numeric(tidy["n_test"], errors="coerce").dropna()
     ref = summary[summary["strategy"] == report.REFERENCE]

@@ -137,6 +137,38 @@ def choose_lr(candidates: Mapping[float, tuple[int, float]]) -> float:
 
 
 # --- multiple testing --------------------------------------------------------------------------
+# The named test families (experiments/utkface-cpu.toml); Holm adjusts within each.
+FAMILY_SUM = "adaptive vs sum"
+FAMILY_STATIC = "adaptive vs best static"
+FAMILY_SWEEP = "static sweep vs sum"
+FAMILY_BOUNDARY = "boundary static points vs sum"  # a weight 0 leaves a head untrained
+FAMILY_FIXED = "fixed weightings vs sum"
+FAMILY_SINGLE = "single-task"
+# Fixed equal weightings: the reference ``sum`` and ``mean`` (``sum`` / T, the same direction at
+# another scale). They are leaderboard rows, not adaptive methods under test.
+FIXED: tuple[str, ...] = ("sum", "mean")
+
+
+def static_weights(strategy: str) -> tuple[float, ...] | None:
+    """The weights of a ``static:w1,...`` spec, None for any other strategy."""
+    if not strategy.startswith("static:"):
+        return None
+    try:
+        return tuple(float(w) for w in strategy.removeprefix("static:").split(","))
+    except ValueError:
+        return None
+
+
+def family(strategy: str) -> str:
+    """The family in which ``strategy``'s test against ``sum`` is adjusted."""
+    if strategy.startswith("stl"):
+        return FAMILY_SINGLE
+    if strategy.startswith("static"):
+        weights = static_weights(strategy)
+        return FAMILY_SWEEP if weights and min(weights) > 0 else FAMILY_BOUNDARY
+    return FAMILY_FIXED if strategy in FIXED else FAMILY_SUM
+
+
 def holm_by_family(tests: Sequence[tuple[str, float]]) -> list[float]:
     """Holm-adjusted p-values, adjusted within each family: ``tests[i] = (family, p)``."""
     out = [math.nan] * len(tests)

@@ -20,20 +20,19 @@ from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
 from mtlbench.report import stats, verdict_text
 from mtlbench.report import tables as report
 from mtlbench.report.verdict_stats import (
+    FAMILY_STATIC,
+    FAMILY_SUM,
+    FAMILY_SWEEP,
     DeltaMInterval,
     at_edge,
     delta_m_interval,
+    family,
     holm_by_family,
     relative_step_cost,
+    static_weights,
 )
 
-FAMILY_SUM = "adaptive vs sum"
-FAMILY_STATIC = "adaptive vs best static"
-FAMILY_SWEEP = "static sweep vs sum"
 BEST_STATIC = "best static"
-# Fixed equal weightings: the reference ``sum`` and ``mean`` (``sum`` / T, the same direction
-# at another scale). They are leaderboard rows but not adaptive methods under test.
-FIXED: tuple[str, ...] = (report.REFERENCE, "mean")
 # Logged per epoch; a trial's row holds the last value (see tracking.load_trials).
 THROUGHPUT = "throughput/train_img_s"
 WEIGHT_MOVE = "strategy/weight_move"
@@ -48,16 +47,6 @@ def extra_columns(trials: pd.DataFrame) -> pd.DataFrame:
         src = trials[col] if col in trials else pd.Series(np.nan, index=trials.index)
         out[col] = pd.to_numeric(src, errors="coerce")
     return out
-
-
-def static_weights(strategy: str) -> tuple[float, ...] | None:
-    """The weights of a ``static:w1,...`` spec, None for any other strategy."""
-    if not strategy.startswith("static:"):
-        return None
-    try:
-        return tuple(float(w) for w in strategy.removeprefix("static:").split(","))
-    except ValueError:
-        return None
 
 
 def best_static(summary: pd.DataFrame) -> str | None:
@@ -123,11 +112,11 @@ def _by_seed(chosen: pd.DataFrame, strategy: str, col: str) -> dict[int, float]:
 
 
 def _methods(summary: pd.DataFrame) -> list[str]:
-    """The adaptive methods: every ranked method but the fixed equal weightings
-    (:data:`FIXED`) and the best static row (experiments/utkface-cpu.toml, family F1)."""
+    """The adaptive methods: the strategies of family :data:`FAMILY_SUM` (every method but the
+    fixed equal weightings; experiments/utkface-cpu.toml, family F1)."""
     kind = summary["kind"] == report.KIND_METHOD
     names = [str(s) for s in summary.loc[kind, "strategy"]]
-    return [s for s in names if s not in FIXED and not s.startswith(BEST_STATIC)]
+    return [s for s in names if family(s) == FAMILY_SUM and not s.startswith(BEST_STATIC)]
 
 
 def comparisons(
@@ -142,17 +131,16 @@ def comparisons(
     refs = [(report.REFERENCE, FAMILY_SUM)] + ([(best, FAMILY_STATIC)] if best else [])
     for method in _methods(summary):
         a = _by_seed(chosen, method, primary)
-        for ref, family in refs:
+        for ref, fam in refs:
             b = _by_seed(chosen, ref, primary)
             test = stats.paired_t_test(a, b)
-            tests.append((method, ref, family, test.mean_diff, test.p_value))
+            tests.append((method, ref, fam, test.mean_diff, test.p_value))
             keys = sorted(set(a) & set(b))
-            if family == FAMILY_SUM and len(keys) >= 2:
+            if fam == FAMILY_SUM and len(keys) >= 2:
                 sds.append(float(np.std([a[k] - b[k] for k in keys], ddof=1)))
                 pairs.append(len(keys))
     for spec in summary["strategy"]:
-        weights = static_weights(str(spec))
-        if weights and min(weights) > 0:
+        if family(str(spec)) == FAMILY_SWEEP:
             a, b = _by_seed(chosen, str(spec), primary), _by_seed(chosen, report.REFERENCE, primary)
             test = stats.paired_t_test(a, b)
             tests.append((str(spec), report.REFERENCE, FAMILY_SWEEP, test.mean_diff, test.p_value))

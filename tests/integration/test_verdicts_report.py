@@ -214,7 +214,7 @@ def test_repeated_baseline_seed_counts_once(board):
     assert board.loc["stl:age", "n_seeds"] == 3
 
 
-def test_families_and_holm_by_hand(tests):
+def test_families_and_holm_by_hand(tests, board):
     adaptive = {"uncertainty": GOOD, "famo": OTHER, "dwa": GOOD}
     seeds = {"uncertainty": SEEDS, "famo": SEEDS, "dwa": (0, 2)}
     refs = {
@@ -237,6 +237,13 @@ def test_families_and_holm_by_hand(tests):
         for method, want_p, want_d in zip(adaptive, _holm(raw), diffs, strict=True):
             assert mine.loc[method, "p_holm"] == pytest.approx(want_p, rel=1e-9)
             assert mine.loc[method, "mean_diff"] == pytest.approx(want_d, rel=1e-9)
+    # The leaderboard's Holm-adjusted p against sum is the same family's value.
+    f1 = tests[tests["family"] == "adaptive vs sum"].set_index("method")
+    for method in adaptive:
+        assert board.loc[method, "p_vs_ref_holm"] == pytest.approx(f1.loc[method, "p_holm"])
+        assert board.loc[method, "family"] == "adaptive vs sum"
+    assert board.loc["mean", "family"] == "fixed weightings vs sum"
+    assert board.loc["static:2,1,0", "family"] == "boundary static points vs sum"
     sweep = tests[tests["family"] == "static sweep vs sum"]
     assert set(sweep["method"]) == {
         "static:1.5,0.75,0.75",
@@ -251,6 +258,7 @@ def test_beats_sentences_follow_the_tests(out, tests):
     assert static.loc["uncertainty", "p_holm"] < 0.05 and static.loc["uncertainty", "mean_diff"] < 0
     assert "Beyond noise, 1 of 3 methods beat best static (1.5,0.75,0.75): uncertainty" in md
     assert "(family “adaptive vs best static”)" in md
+    assert "3 adaptive methods compared with sum (family “adaptive vs sum”)" in md
 
 
 def test_delta_m_interval_includes_baseline_seed_variance(board, out):
