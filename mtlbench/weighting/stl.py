@@ -20,6 +20,9 @@ from mtlbench.weighting.base import GradientNeed, HyperParam, LossCombination, S
 from mtlbench.weighting.registry import register
 
 
+FIRST = "first"  # the default task: the dataset's first (a grid expands bare ``stl`` per task)
+
+
 @register
 class SingleTask(Strategy):
     weights: torch.Tensor  # buffer
@@ -30,7 +33,7 @@ class SingleTask(Strategy):
     hparams = (
         HyperParam(
             "task",
-            "",
+            FIRST,
             "the one task this model learns (default: the first; the grid runs each)",
             kind="str",
             positional=True,
@@ -42,8 +45,9 @@ class SingleTask(Strategy):
     def __init__(self, tasks: Sequence[Task], *, seed: int = 0, **hparams: Any) -> None:
         super().__init__(tasks, seed=seed, **hparams)
         names = [t.name for t in self.tasks]
-        task = self.config["task"] or names[0]
-        self.config["task"] = task
+        task = self.config["task"]
+        if task == FIRST and FIRST not in names:
+            task = self.config["task"] = names[0]
         if task not in names:
             raise ValueError(f"stl task {task!r} is not one of the tasks: {', '.join(names)}")
         weights = torch.zeros(self.n_tasks)
