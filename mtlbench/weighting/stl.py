@@ -19,7 +19,6 @@ from mtlbench.mtl.tasks import Task
 from mtlbench.weighting.base import GradientNeed, HyperParam, LossCombination, Strategy
 from mtlbench.weighting.registry import register
 
-
 FIRST = "first"  # the default task: the dataset's first (a grid expands bare ``stl`` per task)
 
 
