@@ -159,10 +159,13 @@ def test_augmenting_a_batch_is_fast() -> None:
     images, labels = make_data(64, size=32)
     iterator = _iterator(images, labels, augment=True)
     iterator._augment(images)
-    started = time.perf_counter()
+    times = []
     for _ in range(20):
+        started = time.perf_counter()
         iterator._augment(images)
-    assert (time.perf_counter() - started) / 20 < 0.02  # ~0.5 ms measured on 2 cores
+        times.append(time.perf_counter() - started)
+    # the fastest call: other processes on a loaded host inflate the mean, never the minimum
+    assert min(times) < 0.02  # ~0.5 ms measured on 2 cores
 
 
 @pytest.mark.parametrize(
