@@ -1,3 +1,3 @@
-from mtlbench.cli import main
+from mtlbench.cli.app import main
 
 main()

@@ -1,12 +1,5 @@
 """The command line (Typer): the only layer that reads options and prints for a person.
 
-``main`` stays importable as ``mtlbench.cli:main`` (the console script) and imports the Typer app
-only when called, so ``import mtlbench.cli`` costs nothing.
+The console script is ``mtlbench.cli.app:main``. This package module imports nothing, so
+``import mtlbench.cli`` costs nothing and no submodule depends back on it.
 """
-
-
-def main() -> None:
-    """Run the ``mtlbench`` command."""
-    from mtlbench.cli.app import main as run_app
-
-    run_app()

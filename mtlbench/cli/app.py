@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import os
 
+# Each command module registers its commands on ``app`` when imported, in the order ``--help``
+# shows them.
 # isort: off
-from mtlbench.cli import run, catalog, results, predict, bench, worker, toy, data  # noqa: F401
+import mtlbench.cli.run
+import mtlbench.cli.catalog
+import mtlbench.cli.results
+import mtlbench.cli.predict
+import mtlbench.cli.bench
+import mtlbench.cli.worker
+import mtlbench.cli.toy
+import mtlbench.cli.data  # noqa: F401
 
 # isort: on
 from mtlbench.cli.common import app

@@ -4,7 +4,6 @@ no module imports itself back through another, and ``mtlbench --help`` stays lig
 from __future__ import annotations
 
 import ast
-import itertools
 from pathlib import Path
 
 import mtlbench
@@ -91,12 +90,11 @@ def _upward(graph: dict[str, set[str]]) -> list[str]:
     return sorted(wrong)
 
 
-def _is_parent(a: str, b: str) -> bool:
-    return b.startswith(a + ".") or a.startswith(b + ".")
-
-
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Import cycles between modules (a package __init__ re-exporting its modules is none)."""
+    """Import cycles between modules, a package's ``__init__`` included: ``from mtlbench.cli
+    import run`` runs ``mtlbench/cli/__init__.py`` first, so a package importing one of its
+    modules that imports the package back is a cycle too (one hid here once:
+    ``mtlbench.cli -> mtlbench.cli.app -> mtlbench.cli``)."""
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
 
@@ -112,7 +110,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     for node in sorted(graph):
         if node not in state:
             visit(node, [node])
-    return [c for c in cycles if not any(_is_parent(a, b) for a, b in itertools.pairwise(c))]
+    return cycles
 
 
 def test_layers_import_only_downwards() -> None:
@@ -131,7 +129,10 @@ def test_the_checks_see_a_cycle_and_an_upward_import() -> None:
         "mtlbench.weighting": {"mtlbench.weighting.sum"},
         "mtlbench.weighting.sum": {"mtlbench.weighting"},
     }
-    assert _cycles(fake) == [["mtlbench.runs.grid", "mtlbench.runs.pool", "mtlbench.runs.grid"]]
+    assert _cycles(fake) == [
+        ["mtlbench.runs.grid", "mtlbench.runs.pool", "mtlbench.runs.grid"],
+        ["mtlbench.weighting", "mtlbench.weighting.sum", "mtlbench.weighting"],
+    ]
     assert _upward(fake) == ["mtlbench.training.fit -> mtlbench.runs.trial"]
 
 
