@@ -1,71 +1,82 @@
 #!/usr/bin/env bash
-# The real-UTKFace CPU study behind results/utkface-cpu/ (see experiments/utkface-cpu.toml).
-# Several `mtlbench run` invocations into ONE experiment, so a crash loses one group only;
-# `mtlbench report` then reads every trial back from MLflow. Run from the repository root:
+# The real-UTKFace CPU study behind results/utkface-cpu/: the two-stage design pre-registered in
+# experiments/utkface-cpu.toml (read it first). Run from the repository root:
 #
-#   mkdir -p /work/utk-study
-#   STUDY=/work/utk-study setsid nohup experiments/utkface-cpu.sh > /work/utk-study/study.log 2>&1 &
+#   mkdir -p ~/utk-study
+#   STUDY=~/utk-study setsid nohup experiments/utkface-cpu.sh > ~/utk-study/study.log 2>&1 &
 #
-# Re-running it after a crash skips the groups that finished (their .done marker in
-# $STUDY/logs). STUDY holds the MLflow database, the decoded-image cache and one log per group; keep it
+# Stage 1 trains every spec (all strategies, stl, the interior static sweep) at the 3 lrs with
+# seed 0. Stage 2 trains every spec at the lr it chose on seed 0 with seeds 1 and 2: one
+# `mtlbench run` per chosen lr. Everything goes into ONE MLflow experiment; `mtlbench report`
+# reads it back and chooses each lr on the seeds every lr of that method has (seed 0 here), so
+# the report's choice is stage 1's.
+#
+# Re-running the script after a crash or at the end of a session continues: a stage that
+# finished has a .done marker in $STUDY/logs and is skipped; an unfinished one is resumed with
+# `--resume` (finished trials are kept, an interrupted one continues from its last epoch).
+# STUDY holds the MLflow database and artifacts, the decoded-image cache and the logs; keep it
 # outside the repository (the cache is derived from the images, whose licence forbids
 # committing them).
 set -euo pipefail
-STUDY=${STUDY:-/work/utk-study}
+STUDY=${STUDY:-$HOME/utk-study}
 URI="sqlite:///$STUDY/mlflow.db"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # leave the second core to everyone else
+EXPERIMENT=${EXPERIMENT:-utkface-cpu}
+CONFIG=${CONFIG:-experiments/utkface-cpu.toml}
+RESULTS=${RESULTS:-results/utkface-cpu}
+WORKERS=${WORKERS:-2}  # 2 single-thread workers on 2 cores (docs/performance.md: 1.12x)
 mkdir -p "$STUDY/logs"
 
 # Create the experiment first so its artifacts land in $STUDY, not in ./mlruns.
-python -P - "$URI" "$STUDY/artifacts" <<'PY'
+python -P - "$URI" "$STUDY/artifacts" "$EXPERIMENT" <<'PY'
 import sys
 from mlflow.tracking import MlflowClient
 client = MlflowClient(sys.argv[1])
-if client.get_experiment_by_name("utkface-cpu") is None:
-    client.create_experiment("utkface-cpu", artifact_location=sys.argv[2])
+if client.get_experiment_by_name(sys.argv[3]) is None:
+    client.create_experiment(sys.argv[3], artifact_location=sys.argv[2])
 PY
 
-group() {  # group NAME [mtlbench run flags...]; a group that finished before is skipped
+group() {  # group NAME [mtlbench run flags...]: skipped when done, resumed when started
     local name=$1
     shift
     if [ -e "$STUDY/logs/$name.done" ]; then echo "skip $name (done before)"; return; fi
-    echo "$(date -Is) start $name"
-    if mtlbench run --config experiments/utkface-cpu.toml --tracking-uri "$URI" \
-        --cache-dir "$STUDY/cache" --output "$STUDY/out/$name" "$@" > "$STUDY/logs/$name.log" 2>&1
+    local resume=()
+    [ -e "$STUDY/logs/$name.started" ] && resume=(--resume)
+    touch "$STUDY/logs/$name.started"
+    echo "$(date -Is) start $name ${resume[*]}"
+    if mtlbench run --config "$CONFIG" --tracking-uri "$URI" --experiment "$EXPERIMENT" \
+        --cache-dir "$STUDY/cache" --output "$STUDY/out/$name" --workers "$WORKERS" \
+        "${resume[@]}" "$@" >> "$STUDY/logs/$name.log" 2>&1
     then
         echo "$(date -Is) end $name"
         touch "$STUDY/logs/$name.done"
     else
         echo "$(date -Is) FAILED $name (see $STUDY/logs/$name.log)"
+        exit 1
     fi
 }
 
-# Single-task baselines first: delta-m needs them.
-group stl --strategies stl
-group loss --strategies sum,uncertainty,dwa
-# The fixed-weight sweep (K=3 simplex grid without its vertices, which are stl, and without its
-# centre 1,1,1, which is sum) at ONE learning rate: the one sum chose on validation.
-SUM_LR=$(python -P - "$URI" <<'PY'
+# Stage 1: the lr choice, seed 0, every spec at every lr of the toml.
+group stage1 --seeds 0
+
+# Stage 2: each spec's stage-1 lr (the report's own rule), seeds 1 and 2.
+python -P - "$URI" "$EXPERIMENT" > "$STUDY/logs/stage2-plan.txt" <<'PY'
 import sys
 from mtlbench.report import tables as report
 from mtlbench.tracking import load_trials
-tidy = report.tidy_trials(load_trials(sys.argv[1], "utkface-cpu"))
-chosen = report.choose_lr(tidy[tidy["strategy"] == "sum"])
-print(f"{float(chosen['lr'].iloc[0]):g}")
+tidy = report.tidy_trials(load_trials(sys.argv[1], sys.argv[2]))
+tidy = tidy[tidy["seed"] == 0]
+specs: dict[float, list[str]] = {}
+for strategy, lr in report.choose_lr(tidy).itertuples(index=False):
+    # stl's three tasks are three strategies here ("stl:age"...), each with its own lr.
+    specs.setdefault(float(lr), []).append(str(strategy))
+for lr, names in sorted(specs.items()):
+    print(f"{lr:g} {','.join(sorted(names))}")
 PY
-)
-echo "sum chose lr=$SUM_LR on validation; the sweep uses it"
-group sweep --lrs "$SUM_LR" \
-    --strategies static:2,1,0,static:2,0,1,static:1,2,0,static:1,0,2,static:0,2,1,static:0,1,2
-group gradient --strategies mgda_ub,pcgrad
-group famo --strategies famo
-# Second pass (the first took 59 min, leaving room in the 2-hour budget): the sweep at the grid's
-# other learning rate too, so fixed weights are tuned on the same grid as every method, and
-# three more methods.
-OTHER_LR=0.001
-[ "$SUM_LR" = 0.001 ] && OTHER_LR=0.0003  # the grid of experiments/utkface-cpu.toml
-group sweep2 --lrs "$OTHER_LR" \
-    --strategies static:2,1,0,static:2,0,1,static:1,2,0,static:1,0,2,static:0,2,1,static:0,1,2
-group more --strategies db_mtl,imtl,gradnorm
-mtlbench report utkface-cpu --tracking-uri "$URI" --output results/utkface-cpu
+echo "stage 2 plan (lr, specs chosen on seed 0):"
+cat "$STUDY/logs/stage2-plan.txt"
+while read -r lr names; do
+    group "stage2-lr$lr" --seeds 1,2 --lrs "$lr" --strategies "$names" --static-sweep 0
+done < "$STUDY/logs/stage2-plan.txt"
+
+mtlbench report "$EXPERIMENT" --tracking-uri "$URI" --output "$RESULTS"
 echo "$(date -Is) study done"

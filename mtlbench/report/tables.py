@@ -257,10 +257,29 @@ def with_delta_m(tidy: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
 FAILED_STATUSES: tuple[str, ...] = ("diverged", "failed")
 
 
+def common_seeds(rows: pd.DataFrame) -> set[int]:
+    """The seeds that every lr of ``rows`` (one strategy) with a finished seed has; an lr all of
+    whose seeds failed does not narrow the set (its failures still count against it).
+
+    A two-stage study (the lr chosen on seed 0, more seeds only at the chosen lr;
+    experiments/utkface-cpu.toml) must keep choosing on seed 0: comparing the chosen lr's
+    3-seed mean with another lr's single seed would let the report pick a different lr than the
+    study did, on a biased comparison. In a full factorial every seed is common."""
+    per_lr = [
+        set(at_lr["seed"].dropna().astype(int))
+        for _, at_lr in rows.groupby("lr")
+        if (at_lr["status"] == "finished").any()
+    ]
+    return set.intersection(*per_lr) if per_lr else set()
+
+
 def lr_candidates(rows: pd.DataFrame, score: pd.Series) -> dict[float, tuple[int, float]]:
     """``lr -> (seeds that diverged or failed, mean score of the finished seeds)`` over the lrs
     with at least one finished seed (an lr none of whose seeds finished has nothing to report;
-    it still cannot win: see :data:`verdict_stats.LR_RULE`)."""
+    it still cannot win: see :data:`verdict_stats.LR_RULE`). Only the seeds every lr has count
+    (:func:`common_seeds`)."""
+    if "seed" in rows.columns and (common := common_seeds(rows)):
+        rows = rows[rows["seed"].isin(common)]
     out: dict[float, tuple[int, float]] = {}
     for lr, at_lr in rows.groupby("lr"):
         done = score[at_lr.index][at_lr["status"] == "finished"].dropna()

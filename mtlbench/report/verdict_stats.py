@@ -116,10 +116,11 @@ def delta_m_interval(
 
 # --- failed seeds and the lr choice ------------------------------------------------------------
 LR_RULE = (
-    "A learning rate is judged on all its seeds: lrs are ranked first by the number of seeds that "
-    "diverged or failed (fewer is better), then by the mean validation score of the seeds that "
-    "finished; so an lr where any seed failed can win only if every lr lost at least as many "
-    "seeds. The leaderboard shows the failed seeds of the chosen lr (k/n)."
+    "A learning rate is judged on all the seeds every lr of the method ran (in a two-stage study, "
+    "the first stage's): lrs are ranked first by the number of those seeds that diverged or "
+    "failed (fewer is better), then by the mean validation score of the seeds that finished; so "
+    "an lr where any seed failed can win only if every lr lost at least as many seeds. The "
+    "leaderboard shows the failed seeds of the chosen lr (k/n), over all its seeds."
 )
 
 

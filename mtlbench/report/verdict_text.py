@@ -120,6 +120,27 @@ def edge_sentence(edges: Mapping[str, str]) -> str | None:
     )
 
 
+def selection_sentence(seeds: Mapping[str, tuple[int, ...]], n_strategies: int) -> str:
+    """``seeds[strategy]``: the seeds its lrs were compared on, fewer than its chosen lr ran."""
+    by_set: dict[tuple[int, ...], list[str]] = {}
+    for name, common in seeds.items():
+        by_set.setdefault(common, []).append(name)
+    parts = []
+    for common, names in sorted(by_set.items()):
+        label = "seed" if len(common) == 1 else "seeds"
+        who = (
+            f"all {len(names)} strategies"
+            if len(names) == n_strategies > 1
+            else ", ".join(sorted(names))
+        )
+        parts.append(f"{label} {', '.join(map(str, common))} for {who}")
+    return (
+        f"The learning rates were compared on {'; '.join(parts)}: the seeds every lr ran. The "
+        "other seeds ran only at the chosen lr (a two-stage study), so the reported means and "
+        "intervals use every seed, but the lr was selected before those seeds were seen."
+    )
+
+
 def failed_sentence(failed: Mapping[str, tuple[int, int]]) -> str:
     """``failed[method] = (failed seeds at the chosen lr, seeds)``."""
     bad = sorted(k for k, (f, _) in failed.items() if f > 0)

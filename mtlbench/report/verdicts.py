@@ -100,6 +100,7 @@ class Verdicts:
     moves: dict[str, float] = field(default_factory=dict)
     edges: dict[str, str] = field(default_factory=dict)
     chosen_lr: dict[str, float] = field(default_factory=dict)
+    selection_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
     parallel: bool = False
 
     def sentences(self) -> list[str]:
@@ -208,6 +209,19 @@ def failed_at_lr(tidy: pd.DataFrame, chosen_lr: dict[str, float]) -> dict[str, t
     return out
 
 
+def selection_seeds(tidy: pd.DataFrame, chosen_lr: dict[str, float]) -> dict[str, tuple[int, ...]]:
+    """``strategy -> seeds its lrs were compared on`` for the strategies whose chosen lr ran more
+    seeds than that (a two-stage study); empty when every lr ran the same seeds."""
+    out = {}
+    for strategy, lr in chosen_lr.items():
+        mine = tidy[tidy["strategy"] == strategy]
+        common = report.common_seeds(mine)
+        at_lr = set(mine.loc[mine["lr"] == lr, "seed"].dropna().astype(int))
+        if common and at_lr - common:
+            out[strategy] = tuple(sorted(common))
+    return out
+
+
 def step_costs(tidy: pd.DataFrame) -> dict[str, float]:
     """Per strategy, median training throughput over its finished trials relative to ``sum``'s
     in the same study (:func:`verdict_stats.relative_step_cost`); empty without ``sum``."""
@@ -265,6 +279,7 @@ def build(
         base = baseline_seeds(everything, baselines, tasks)
         v.intervals = intervals(chosen, names, base, tasks)
     v.failed = failed_at_lr(tidy, v.chosen_lr)
+    v.selection_seeds = selection_seeds(tidy, v.chosen_lr)
     v.cost = step_costs(tidy)
     v.moves = weight_moves(chosen)
     v.edges = lr_edges(tidy, v.chosen_lr)
@@ -308,6 +323,8 @@ def sentences(v: Verdicts) -> list[str]:
         out.append(verdict_text.interval_sentence(v.intervals))
     out.append(verdict_text.power_sentence(v.paired_sds, v.n_pairs))
     out.append(verdict_text.failed_sentence(v.failed))
+    if v.selection_seeds:
+        out.append(verdict_text.selection_sentence(v.selection_seeds, len(v.chosen_lr)))
     for extra in (verdict_text.weights_sentence(v.moves), verdict_text.edge_sentence(v.edges)):
         if extra is not None:
             out.append(extra)

@@ -80,7 +80,10 @@ def choose(trials: pd.DataFrame, policy: str) -> list[int]:
     from mtlbench.report import tables, verdict_stats
 
     chosen: list[int] = []
-    rows = trials.assign(lr=pd.to_numeric(trials["param.lr"], errors="coerce"))
+    rows = trials.assign(
+        lr=pd.to_numeric(trials["param.lr"], errors="coerce"),
+        seed=pd.to_numeric(trials.get("param.seed"), errors="coerce"),
+    )
     for _, group in rows.groupby("param.strategy"):
         # The leaderboard's rule: fewest diverged or failed seeds, then mean validation score.
         candidates = tables.lr_candidates(group, pd.to_numeric(group[SELECTION]))

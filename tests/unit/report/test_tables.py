@@ -347,3 +347,37 @@ def test_a_diverged_seed_counts_against_its_lr():
         "dwa": "0.001",
         "sum": "0.0001",
     }
+
+
+def test_a_two_stage_study_keeps_the_lr_it_chose_on_the_common_seed():
+    # Stage 1 ran both lrs on seed 0 and chose 1e-3 (0.40 < 0.50); stage 2 added seeds 1 and 2
+    # at 1e-3 only, which validate worse (0.60). Averaging all seeds would switch to 3e-4
+    # (0.53 > 0.50) on a 3-seed mean against one seed; the rule judges lrs on seed 0, the one
+    # seed both have, and keeps 1e-3, whose 3 seeds are then reported.
+    rows = [
+        _trial("dwa", 1e-3, 0, **{"best_val/score": 0.40, "test/score": 0.4}),
+        _trial("dwa", 1e-3, 1, **{"best_val/score": 0.60, "test/score": 0.6}),
+        _trial("dwa", 1e-3, 2, **{"best_val/score": 0.60, "test/score": 0.6}),
+        _trial("dwa", 3e-4, 0, **{"best_val/score": 0.50, "test/score": 0.5}),
+    ]
+    tidy = pd.DataFrame(rows)
+    assert report.common_seeds(tidy) == {0}
+    assert dict(report.choose_lr(tidy).itertuples(index=False)) == {"dwa": 1e-3}
+    assert sorted(report.chosen_trials(tidy)["seed"]) == [0, 1, 2]
+    # a failed seed outside the common set does not count against its lr either
+    failed = tidy.copy()
+    failed.loc[1, "status"] = "diverged"
+    assert dict(report.choose_lr(failed).itertuples(index=False)) == {"dwa": 1e-3}
+    # the seed 0 of 1e-3 diverging does: 3e-4 then wins on the common seed
+    failed.loc[0, "status"] = "diverged"
+    assert dict(report.choose_lr(failed).itertuples(index=False)) == {"dwa": 3e-4}
+    # the report says which seeds chose the lr
+    from mtlbench.report import verdict_text, verdicts
+
+    assert verdicts.selection_seeds(tidy, {"dwa": 1e-3}) == {"dwa": (0,)}
+    full = tidy[tidy["seed"] == 0]
+    assert verdicts.selection_seeds(full, {"dwa": 1e-3}) == {}
+    text = verdict_text.selection_sentence({"dwa": (0,), "sum": (0,)}, 2)
+    assert text.startswith("The learning rates were compared on seed 0 for all 2 strategies:")
+    text = verdict_text.selection_sentence({"dwa": (0,), "sum": (0, 1)}, 3)
+    assert "seed 0 for dwa; seeds 0, 1 for sum" in text
