@@ -78,5 +78,7 @@ while read -r lr names; do
     group "stage2-lr$lr" --seeds 1,2 --lrs "$lr" --strategies "$names" --static-sweep 0
 done < "$STUDY/logs/stage2-plan.txt"
 
-mtlbench report "$EXPERIMENT" --tracking-uri "$URI" --output "$RESULTS"
+# README="" skips pasting the summary into README.md's results block (a study other than this).
+README=${README-README.md}
+mtlbench report "$EXPERIMENT" --tracking-uri "$URI" --output "$RESULTS" ${README:+--readme "$README"}
 echo "$(date -Is) study done"

@@ -12,6 +12,8 @@ import typer
 from mtlbench import __version__
 from mtlbench.config import ConfigError
 
+TRACKING_URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)."
+
 app = typer.Typer(
     help="Benchmark multi-task loss-weighting strategies on a UTKFace HydraNet, tracked in MLflow.",
     no_args_is_help=True,

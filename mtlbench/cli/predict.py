@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from mtlbench.cli.common import _fail, app
+from mtlbench.cli.common import TRACKING_URI_HELP, _fail, app
 
 if TYPE_CHECKING:
     from mtlbench.predict.run import Predictions
@@ -27,7 +27,7 @@ def predict(
     tracking_uri: str | None = typer.Option(
         None,
         "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+        help=TRACKING_URI_HELP,
     ),
     fmt: str = typer.Option("table", "--format", help="table | csv | json"),
 ) -> None:

@@ -17,6 +17,12 @@ def report(
     experiment: str = typer.Argument("mtlbench", help="MLflow experiment to report on."),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     output: str | None = typer.Option(None, "--output", help="(default: results/<experiment>)"),
+    readme: Path | None = typer.Option(
+        None,
+        "--readme",
+        help="Also paste summary.md (the top of the leaderboard, the verdicts and caveats) "
+        "between this README's markers for the experiment.",
+    ),
 ) -> None:
     """Rebuild the leaderboard, figures and report.html of an experiment from what MLflow
     stored (every study of it), and log them to a new run of the experiment named 'report'."""
@@ -24,17 +30,27 @@ def report(
     def go() -> Any:
         from mtlbench.config import TrackingConfig
         from mtlbench.infra.progress import RichReporter
+        from mtlbench.report import readme as readme_block
         from mtlbench.report.files import build_report, log_report_run
 
         tr = TrackingConfig(experiment=experiment, tracking_uri=tracking_uri)
         out = Path(output) if output else Path("results") / experiment
+        if readme is not None:
+            # Checked first: a missing README or markers must not cost a whole report run.
+            current = readme.read_text(encoding="utf-8")
+            readme_block.paste(current, experiment, "")
         outcome = build_report(tr.resolved_uri, experiment, None, out)
+        if readme is not None:
+            body = readme_block.relink(outcome.readme, readme_block.link_folder(readme, out))
+            readme.write_text(readme_block.paste(current, experiment, body), encoding="utf-8")
         run_id = log_report_run(tr.resolved_uri, experiment, outcome)
         return RichReporter(), outcome, run_id
 
     reporter, outcome, run_id = _guard(go)
     _print_summary(reporter, outcome.summary)
     reporter.info(f"wrote {', '.join(str(f) for f in outcome.files)}")
+    if readme is not None:
+        reporter.info(f"pasted summary.md into {readme}")
     reporter.info(
         f"{outcome.n_trials} trials of {len(outcome.parent_run_ids)} parent run(s); files logged "
         f"as artifacts of run {run_id} ('report') in experiment {experiment!r}"

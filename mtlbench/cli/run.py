@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from mtlbench.cli.common import (
+    TRACKING_URI_HELP,
     _csv,
     _fail,
     _guard,
@@ -253,7 +254,7 @@ def run(
     tracking_uri: str | None = typer.Option(
         None,
         "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+        help=TRACKING_URI_HELP,
         rich_help_panel="Tracking",
     ),
     output: str | None = typer.Option(

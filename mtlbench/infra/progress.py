@@ -8,7 +8,8 @@ Library modules never print: they receive a :class:`Reporter`. The CLI passes a
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -72,6 +73,62 @@ class _RichTask:
         return {"status": text}
 
 
+LOG_EVERY_S = 60.0
+
+
+def _clock(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+class LogTask:
+    """A progress bar for logs (nohup, CI, a pipe), where a redrawn bar shows nothing until it
+    ends: one plain line on the first step, then at most every ``every`` seconds, and at the
+    end, with the elapsed time and a linear ETA (hours-long studies are watched with ``tail``)."""
+
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        description: str,
+        total: float,
+        every: float = LOG_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._write, self._description, self._total = write, description, total
+        self._every, self._clock = every, clock
+        self._start = clock()
+        self._last: float | None = None
+        self.done = 0.0
+        self._status = ""
+
+    def advance(self, n: float = 1, **fields: Any) -> None:
+        self.done += n
+        self.update(**fields)
+
+    def update(self, **fields: Any) -> None:
+        if fields:
+            self._status = _RichTask._fields(fields)["status"]
+        now = self._clock()
+        finished = self.done >= self._total
+        due = finished or self._last is None or now - self._last >= self._every
+        if due and (self.done > 0 or finished):
+            self._emit(now)
+
+    def close(self) -> None:
+        if self._last is None or self.done < self._total:
+            self._emit(self._clock())
+
+    def _emit(self, now: float) -> None:
+        self._last = now
+        elapsed = now - self._start
+        pct = 100.0 * self.done / self._total if self._total else 100.0
+        line = f"{self._description} {self.done:g}/{self._total:g} ({pct:.0f}%)"
+        line += f"  elapsed {_clock(elapsed)}"
+        if 0 < self.done < self._total:
+            line += f"  ETA {_clock(elapsed * (self._total - self.done) / self.done)}"
+        self._write(f"{line}  {self._status}".rstrip())
+
+
 class RichReporter:
     """Progress bars and messages on stderr, for the CLI."""
 
@@ -83,6 +140,7 @@ class RichReporter:
         self.console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
         self.quiet = quiet
         self._live: Any = None
+        self._logging = False
 
     def info(self, message: str) -> None:
         if not self.quiet:
@@ -95,6 +153,20 @@ class RichReporter:
     def progress(self, description: str, total: float | None) -> Iterator[Any]:
         if self.quiet or (not sys.stderr.isatty() and total is None):
             yield _NullTask()
+            return
+        if not sys.stderr.isatty() and total is not None:
+            if self._logging:  # in a log only the outer bar speaks (trials, not each epoch)
+                yield _NullTask()
+                return
+            task = LogTask(
+                lambda line: self.console.print(line, highlight=False), description, total
+            )
+            self._logging = True
+            try:
+                yield task
+            finally:
+                self._logging = False
+                task.close()
             return
         from rich.progress import (
             BarColumn,

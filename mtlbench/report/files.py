@@ -15,7 +15,7 @@ import pandas as pd
 
 from mtlbench.mtl.tasks import UTKFACE_TASKS, TaskSet
 from mtlbench.report import html as html_report
-from mtlbench.report import plots, plots_cost, text, verdicts
+from mtlbench.report import plots, plots_cost, readme, text, verdicts
 from mtlbench.report import tables as report
 from mtlbench.tracking import KIND_TAG, Tracker, load_histories, load_trials, log_metrics
 
@@ -79,6 +79,7 @@ class ReportOutcome:
     files: list[Path]
     n_trials: int
     parent_run_ids: list[str]
+    readme: str = ""  # summary.md: the README excerpt, links into ./ (report/readme.py)
 
 
 def update_delta_m(uri: str, everything: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
@@ -214,12 +215,16 @@ def build_report(
     ).to_csv(tests_csv, index=False)
     md, page = out_dir / "leaderboard.md", out_dir / "report.html"
     md.write_text(text.document_markdown(experiment, reports, notes), encoding="utf-8")
+    short = out_dir / "summary.md"
+    excerpt = readme.document(reports)
+    short.write_text(excerpt, encoding="utf-8")
     page.write_text(html_report.render(experiment, reports, notes), encoding="utf-8")
     return ReportOutcome(
         summary=reports[0].summary,
-        files=[md, board_csv, trials_csv, tests_csv, page, *files],
+        files=[md, short, board_csv, trials_csv, tests_csv, page, *files],
         n_trials=len(tidy),
         parent_run_ids=sorted(set(tidy["parent_run_id"])),
+        readme=excerpt,
     )
 
 

@@ -14,16 +14,11 @@ CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
-class Interval:
-    """Mean of ``n`` values and its two-sided t confidence interval ``mean ± half``.
-
-    ``half`` is NaN for fewer than two values: one seed says nothing about seed variance.
-    """
+class Symmetric:
+    """A symmetric interval ``mean ± half``."""
 
     mean: float
     half: float
-    n: int
-    std: float
 
     @property
     def low(self) -> float:
@@ -32,6 +27,17 @@ class Interval:
     @property
     def high(self) -> float:
         return self.mean + self.half
+
+
+@dataclass(frozen=True)
+class Interval(Symmetric):
+    """Mean of ``n`` values and its two-sided t confidence interval ``mean ± half``.
+
+    ``half`` is NaN for fewer than two values: one seed says nothing about seed variance.
+    """
+
+    n: int
+    std: float
 
 
 def t_interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> Interval:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from mtlbench.report.stats import CONFIDENCE, holm
+from mtlbench.report.stats import CONFIDENCE, Symmetric, holm
 
 Method = Literal["seed-paired", "delta method", "baseline exact"]
 # A learned weighting whose weights moved less than this (relative, largest over tasks) from
@@ -28,19 +29,11 @@ MIN_WEIGHT_MOVE = 0.10
 
 
 @dataclass(frozen=True)
-class DeltaMInterval:
-    mean: float
-    half: float  # NaN when the interval is undefined (one seed and no baseline spread)
+class DeltaMInterval(Symmetric):
+    """``half`` is NaN when the interval is undefined (one seed and no baseline spread)."""
+
     df: float
     method: Method
-
-    @property
-    def low(self) -> float:
-        return self.mean - self.half
-
-    @property
-    def high(self) -> float:
-        return self.mean + self.half
 
 
 def _delta_m(
@@ -145,9 +138,8 @@ FAMILY_SWEEP = "static sweep vs sum"
 FAMILY_BOUNDARY = "boundary static points vs sum"  # a weight 0 leaves a head untrained
 FAMILY_FIXED = "fixed weightings vs sum"
 FAMILY_SINGLE = "single-task"
-# Fixed equal weightings: the reference ``sum`` and ``mean`` (``sum`` / T, the same direction at
-# another scale). They are leaderboard rows, not adaptive methods under test.
-FIXED: tuple[str, ...] = ("sum", "mean")
+# Fixed weightings (``Strategy.fixed_weights``: ``sum``, ``mean`` = ``sum`` / T) are leaderboard
+# rows, not adaptive methods under test.
 
 
 def static_weights(strategy: str) -> tuple[float, ...] | None:
@@ -167,7 +159,20 @@ def family(strategy: str) -> str:
     if strategy.startswith("static"):
         weights = static_weights(strategy)
         return FAMILY_SWEEP if weights and min(weights) > 0 else FAMILY_BOUNDARY
-    return FAMILY_FIXED if strategy in FIXED else FAMILY_SUM
+    return FAMILY_FIXED if fixed_weights(strategy) else FAMILY_SUM
+
+
+@functools.cache
+def fixed_weights(strategy: str) -> bool:
+    """Whether the strategy declares fixed weights (``Strategy.fixed_weights``: sum, mean...).
+    A name no registry of this process knows (a plug-in not installed here) counts as
+    adaptive: it is then tested with the methods, the stricter family."""
+    from mtlbench.weighting.registry import get, split_spec
+
+    try:
+        return get(split_spec(strategy)[0]).fixed_weights
+    except ValueError:
+        return False
 
 
 def holm_by_family(tests: Sequence[tuple[str, float]]) -> list[float]:

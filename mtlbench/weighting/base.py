@@ -199,6 +199,9 @@ class Strategy(nn.Module):
     update_samples: ClassVar[tuple[int, ...] | None] = None
     # Wants :meth:`prepare_step` with a :class:`StepContext` (a validation batch) before each step.
     needs_step_context: ClassVar[bool] = False
+    # The weights are the user's, never adapted in training (sum, mean, static, stl): the report
+    # tests such strategies as fixed weightings, apart from the adaptive methods (issue 11).
+    fixed_weights: ClassVar[bool] = False
 
     def __init__(self, tasks: Sequence[Task], *, seed: int = 0, **hparams: Any) -> None:
         super().__init__()

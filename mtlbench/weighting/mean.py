@@ -17,6 +17,7 @@ from mtlbench.weighting.registry import register
 @register
 class Mean(Strategy):
     name = "mean"
+    fixed_weights = True
     needs = GradientNeed.LOSSES
     paper = "equal weighting, 1/T convention (e.g. LibMTL's EW)"
     summary = "L = (1/T) sum_t L_t"

@@ -23,6 +23,7 @@ from mtlbench.weighting.registry import register
 class Static(Strategy):
     weights: torch.Tensor  # buffer
     name = "static"
+    fixed_weights = True
     needs = GradientNeed.LOSSES
     paper = "fixed scalarisation (linear scalarisation; Xin et al. NeurIPS 2022)"
     summary = "L = sum_t w_t L_t with user-given w (one value broadcasts)"

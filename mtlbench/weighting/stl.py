@@ -26,6 +26,7 @@ FIRST = "first"  # the default task: the dataset's first (a grid expands bare ``
 class SingleTask(Strategy):
     weights: torch.Tensor  # buffer
     name = "stl"
+    fixed_weights = True
     needs = GradientNeed.LOSSES
     paper = "single-task baseline for delta-m (Maninis et al. CVPR 2019)"
     summary = "one-hot weights: only the chosen task's loss"

@@ -15,6 +15,7 @@ from mtlbench.weighting.registry import register
 @register
 class Sum(Strategy):
     name = "sum"
+    fixed_weights = True
     needs = GradientNeed.LOSSES
     paper = "equal weighting (the tutorial's plain sum)"
     summary = "L = sum_t L_t, every weight 1"

@@ -17,6 +17,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from mtlbench.cli.app import app
+from mtlbench.report import readme
 from mtlbench.tracking import KIND_TAG, STATUS_TAG, Tracker
 
 EXPERIMENT = "verdicts"
@@ -318,3 +319,37 @@ def test_time_figure_is_in_the_report(out):
     assert "Validation score against wall-clock time" in page
     assert "Verdicts: against sum and the best static weighting" in page
     assert "best static (1.5,0.75,0.75)" in page
+
+
+def test_summary_md_repeats_the_reports_own_sentences(out: Path):
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    full = (out / "leaderboard.md").read_text(encoding="utf-8")
+    bullets = [line for line in summary.splitlines() if line.startswith("- ")]
+    assert len(bullets) >= 8
+    assert all(line in full for line in bullets)  # nothing hand-written, nothing new
+    assert "| 1 |" in summary
+    assert "best static (" in summary and "| sum |" in summary
+    assert "](./leaderboard.md)" in summary and "](./delta_m.png)" in summary
+
+
+def test_report_readme_pastes_the_summary(tmp_path: Path, out: Path):
+    uri = f"sqlite:///{out.parent / 'mlflow.db'}"
+    begin, end = readme.markers(EXPERIMENT)
+    page = tmp_path / "README.md"
+    page.write_text(f"# doc\n\n{begin}\nstale\n{end}\n\nrest\n", encoding="utf-8")
+    folder = tmp_path / "results" / EXPERIMENT
+    args = ["report", EXPERIMENT, "--tracking-uri", uri, "--output", str(folder)]
+    result = CliRunner().invoke(app, [*args, "--readme", str(page)])
+    assert result.exit_code == 0, result.output
+    text = page.read_text(encoding="utf-8")
+    body = readme.relink(
+        (folder / "summary.md").read_text(encoding="utf-8"), f"results/{EXPERIMENT}"
+    )
+    assert text == f"# doc\n\n{begin}\n{body.rstrip()}\n{end}\n\nrest\n"
+    assert "stale" not in text and f"](results/{EXPERIMENT}/delta_m.png)" in text
+    # a README without the markers is refused before any work, and left as it was
+    bare = tmp_path / "BARE.md"
+    bare.write_text("# nothing here\n", encoding="utf-8")
+    result = CliRunner().invoke(app, [*args, "--readme", str(bare)])
+    assert result.exit_code == 2 and f"results:{EXPERIMENT}:begin" in result.output
+    assert bare.read_text(encoding="utf-8") == "# nothing here\n"

@@ -19,7 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "mtl": {"infra", "config"},
     "weighting": {"mtl"},
     "training": {"infra", "config", "data", "mtl", "weighting", "tracking"},
-    "report": {"infra", "config", "mtl", "tracking"},
+    "report": {"infra", "config", "mtl", "weighting", "tracking"},  # declared strategy facts
     "predict": {"infra", "config", "data", "mtl"},
     "runs": {
         "infra", "config", "data", "mtl", "weighting", "training", "tracking", "report", "predict",

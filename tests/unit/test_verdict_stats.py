@@ -171,3 +171,32 @@ def test_static_sweep_config_is_validated() -> None:
     assert SearchConfig(static_sweep=5).static_sweep == 5
     with pytest.raises(ConfigError, match="static_sweep"):
         SearchConfig(static_sweep=1)
+
+
+def test_families_follow_the_declared_fixed_weights(monkeypatch: pytest.MonkeyPatch):
+    from mtlbench.report import verdict_stats
+    from mtlbench.weighting import registry
+    from mtlbench.weighting.sum import Sum
+
+    assert {n for n in registry.available() if registry.get(n).fixed_weights} == {
+        "mean",
+        "static",
+        "stl",
+        "sum",
+    }
+    assert verdict_stats.family("mean") == verdict_stats.FAMILY_FIXED
+    assert verdict_stats.family("dwa") == verdict_stats.FAMILY_SUM
+    # a plug-in not installed where the report runs is tested with the methods (stricter)
+    assert verdict_stats.family("someones_method") == verdict_stats.FAMILY_SUM
+
+    # a plug-in that declares fixed weights is a fixed weighting, whatever its name
+    class Halves(Sum):
+        name = "halves"
+
+    monkeypatch.setitem(registry._REGISTRY, "halves", Halves)
+    verdict_stats.fixed_weights.cache_clear()
+    assert verdict_stats.family("halves") == verdict_stats.FAMILY_FIXED
+    monkeypatch.setattr(Halves, "fixed_weights", False)
+    verdict_stats.fixed_weights.cache_clear()
+    assert verdict_stats.family("halves") == verdict_stats.FAMILY_SUM
+    verdict_stats.fixed_weights.cache_clear()
