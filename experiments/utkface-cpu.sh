@@ -17,8 +17,38 @@
 # STUDY holds the MLflow database and artifacts, the decoded-image cache and the logs; keep it
 # outside the repository (the cache is derived from the images, whose licence forbids
 # committing them).
+#
+# Across sessions (only the repository survives one): stop the study, then
+#   experiments/utkface-cpu.sh save     # writes $CARRY: the MLflow database and the stage logs
+# and commit $CARRY. The next session's run restores it into an empty $STUDY and continues;
+# trials that were in flight start again from their first epoch (checkpoints stay behind, and
+# so do images and anything derived from them). Trials then come from several machines: each
+# trial's machine is its tag mtlbench.host, and the report says when step costs mix machines.
 set -euo pipefail
 STUDY=${STUDY:-$HOME/utk-study}
+CARRY=${CARRY:-experiments/carry/utkface-cpu.tar.gz}
+mkdir -p "$STUDY"
+if [ "${1:-}" = save ]; then
+    [ -e "$STUDY/mlflow.db" ] || { echo "nothing to save: no $STUDY/mlflow.db" >&2; exit 2; }
+    tmp=$(mktemp -d)
+    # SQLite's backup API: a consistent copy even if a run still writes to the database.
+    python -P - "$STUDY/mlflow.db" "$tmp/mlflow.db" <<'PY'
+import sqlite3
+import sys
+with sqlite3.connect(sys.argv[2]) as dst:
+    sqlite3.connect(sys.argv[1]).backup(dst)
+PY
+    cp -r "$STUDY/logs" "$tmp/logs"
+    mkdir -p "$(dirname "$CARRY")"
+    tar czf "$CARRY" -C "$tmp" mlflow.db logs
+    rm -rf "$tmp"
+    echo "saved the study's progress to $CARRY ($(du -h "$CARRY" | cut -f1)): commit it"
+    exit 0
+fi
+if [ ! -e "$STUDY/mlflow.db" ] && [ -e "$CARRY" ]; then
+    tar xzf "$CARRY" -C "$STUDY"
+    echo "$(date -Is) continuing the study carried in $CARRY"
+fi
 URI="sqlite:///$STUDY/mlflow.db"
 EXPERIMENT=${EXPERIMENT:-utkface-cpu}
 CONFIG=${CONFIG:-experiments/utkface-cpu.toml}

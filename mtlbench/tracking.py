@@ -58,6 +58,7 @@ SIGNATURE_TAG = "mtlbench.signature"  # fingerprint of a study's definition, to 
 N_TRIALS_TAG = "mtlbench.n_trials"  # trials a study asks for
 PARENT_NAME_TAG = "mtlbench.parent_name"  # the experiment of a trial's study
 LR_TAG = "mtlbench.lr"  # a trial's exact learning rate (the lr param is rounded, "%g")
+HOST_TAG = "mtlbench.host"  # the machine a trial trained on: step costs compare within one
 CHECKPOINT_DIR_TAG = "mtlbench.checkpoint_dir"  # where a trial's checkpoints live
 RESUMED_FROM_TAG = "mtlbench.resumed_from_epoch"  # last epoch of the checkpoint a trial continued
 STUDY_TAG = "mtlbench.study_name"  # Optuna study of a parent or trial run

@@ -11,6 +11,7 @@ The numbers come from :mod:`mtlbench.report.verdict_stats`, the sentences from
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,12 +32,14 @@ from mtlbench.report.verdict_stats import (
     relative_step_cost,
     static_weights,
 )
+from mtlbench.tracking import HOST_TAG
 
 BEST_STATIC = "best static"
 # Logged per epoch; a trial's row holds the last value (see tracking.load_trials).
 THROUGHPUT = "throughput/train_img_s"
 WEIGHT_MOVE = "strategy/weight_move"
 EXTRA_METRICS: tuple[str, ...] = (THROUGHPUT, WEIGHT_MOVE, "time/train_s")
+HOST = "host"  # the trial's machine (tag mtlbench.host; missing in runs older than the tag)
 
 
 def extra_columns(trials: pd.DataFrame) -> pd.DataFrame:
@@ -46,6 +49,8 @@ def extra_columns(trials: pd.DataFrame) -> pd.DataFrame:
     for col in EXTRA_METRICS:
         src = trials[col] if col in trials else pd.Series(np.nan, index=trials.index)
         out[col] = pd.to_numeric(src, errors="coerce")
+    host = f"tag.{HOST_TAG}"
+    out[HOST] = trials.get(host)
     return out
 
 
@@ -102,6 +107,7 @@ class Verdicts:
     chosen_lr: dict[str, float] = field(default_factory=dict)
     selection_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
     parallel: bool = False
+    hosts: tuple[str, ...] = ()
 
     def sentences(self) -> list[str]:
         return sentences(self)
@@ -284,7 +290,16 @@ def build(
     v.moves = weight_moves(chosen)
     v.edges = lr_edges(tidy, v.chosen_lr)
     v.parallel = _overlapping(tidy)
+    v.hosts = machines(tidy)
     return v
+
+
+def machines(tidy: pd.DataFrame) -> tuple[str, ...]:
+    """The machines the group's finished trials ran on (tag :data:`HOST_TAG`)."""
+    if HOST not in tidy:
+        return ()
+    done = tidy.loc[tidy["status"] == "finished", HOST].dropna()
+    return tuple(sorted({str(h) for h in done if str(h)}))
 
 
 def _overlapping(tidy: pd.DataFrame) -> bool:
@@ -329,12 +344,14 @@ def sentences(v: Verdicts) -> list[str]:
         if extra is not None:
             out.append(extra)
     if v.cost:
-        out.append(cost_sentence(v.cost, v.parallel))
+        out.append(cost_sentence(v.cost, v.parallel, v.hosts))
     return out
 
 
-def cost_sentence(cost: dict[str, float], parallel: bool) -> str:
-    """Which methods cost most per training step relative to ``sum``."""
+def cost_sentence(cost: dict[str, float], parallel: bool, hosts: Sequence[str] = ()) -> str:
+    """Which methods cost most per training step relative to ``sum``; with trials from several
+    machines (a study continued in another session) the ratios mix them, and the sentence says
+    so."""
     ranked = sorted(((c, s) for s, c in cost.items() if s != report.REFERENCE), reverse=True)
     top = ", ".join(f"{s} {c:.2f}x" for c, s in ranked[:3])
     how = (
@@ -342,10 +359,16 @@ def cost_sentence(cost: dict[str, float], parallel: bool) -> str:
         if parallel
         else "trials ran one at a time"
     )
-    return (
+    text = (
         f"Step cost relative to {report.REFERENCE} (median training images/s of "
         f"{report.REFERENCE} / of the method, same study; {how}): most expensive {top}."
     )
+    if len(hosts) > 1:
+        text += (
+            f" The trials ran on {len(hosts)} machines ({'; '.join(hosts)}), so these ratios mix "
+            "machines of different speed: read them as rough."
+        )
+    return text
 
 
 def tests_frame(v: Verdicts | None) -> pd.DataFrame:

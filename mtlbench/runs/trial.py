@@ -9,6 +9,7 @@ study goes on. The callers only differ in how they open the run and what they do
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from mtlbench.runs.observe import observe_trial, wants_system_metrics
 from mtlbench.tracking import (
     CHECKPOINT_DIR_TAG,
     ERROR_TAG,
+    HOST_TAG,
     KIND_TAG,
     LR_TAG,
     PARENT_NAME_TAG,
@@ -67,6 +69,32 @@ def checkpoint_folder(cfg: RunConfig, run_id: str) -> Path:
     return checkpoint_root(cfg) / run_id
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def host_label(device: torch.device) -> str:
+    """What a trial's speed depends on, as the tag :data:`HOST_TAG`: the GPU's name, or the CPU
+    model and the CPUs this process may use. A study that spans sessions can span machines
+    (the same model name ran 8x apart, docs/performance.md); the report says so."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu_model()} ({cpus} CPUs)"
+
+
 # Shielded as a whole, training excepted (``interruptible`` below): an interrupt that arrives
 # while the run is tagged or closed waits until the run is in a state --resume understands.
 @interrupts.shield
@@ -82,7 +110,9 @@ def run_trial(
     """Train ``spec`` in the open MLflow run ``run`` and close the run with its outcome."""
     start = time.perf_counter()
     folder = checkpoint_folder(cfg, run.run_id)
-    run.set_tags({CHECKPOINT_DIR_TAG: folder, LR_TAG: repr(float(spec.lr))})
+    run.set_tags(
+        {CHECKPOINT_DIR_TAG: folder, LR_TAG: repr(float(spec.lr)), HOST_TAG: host_label(device)}
+    )
     try:
         # The dataset input and the system-metrics sampler sit outside the interruptible part:
         # their MLflow calls must not be cut by Ctrl-C.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,8 @@ def test_parent_and_child_runs_with_contract_params(finished_run):
         assert child.info.status == "FINISHED"
         assert set(child.data.params) >= CONTRACT_PARAMS, CONTRACT_PARAMS - set(child.data.params)
         assert child.data.params["backbone"] == "tiny"
+        # the machine, so a study continued elsewhere can say its step costs mix machines
+        assert re.fullmatch(r".+ \(\d+ CPUs\)", child.data.tags["mtlbench.host"])
         assert child.data.params["epochs"] == "2"
         n = sum(int(child.data.params[k]) for k in ("n_train", "n_val", "n_test"))
         assert n == 160

@@ -56,3 +56,20 @@ def test_interval_method_follows_the_baselines_seeds(stl_seeds, method) -> None:
     assert (got.mean, got.half, got.df) == pytest.approx((want.mean, want.half, want.df))
     words = "by the delta method" if method == "delta method" else "computed seed-paired"
     assert any(words in s for s in v.sentences())
+
+
+def test_step_costs_say_when_trials_ran_on_several_machines():
+    tidy = pd.DataFrame(
+        {
+            "status": ["finished", "finished", "finished", "diverged"],
+            "host": ["AMD EPYC (2 CPUs)", "AMD EPYC (2 CPUs)", "Intel Xeon (2 CPUs)", "Other"],
+        }
+    )
+    hosts = verdicts.machines(tidy)
+    assert hosts == ("AMD EPYC (2 CPUs)", "Intel Xeon (2 CPUs)")  # finished trials only
+    cost = {"sum": 1.0, "pcgrad": 2.4, "famo": 1.3}
+    one = verdicts.cost_sentence(cost, False, hosts[:1])
+    assert "machines" not in one and "pcgrad 2.40x, famo 1.30x" in one
+    two = verdicts.cost_sentence(cost, False, hosts)
+    assert two.startswith(one) and "ran on 2 machines (AMD EPYC (2 CPUs); Intel Xeon" in two
+    assert verdicts.machines(tidy.drop(columns="host")) == ()  # runs older than the tag
