@@ -412,8 +412,14 @@ def pareto_figure(
     points = _sweep_points(tidy, summary)
     methods = summary[(summary["kind"] == report.KIND_METHOD)]
     base = dict(zip(baselines.get("task", []), baselines.get("baseline", []), strict=True))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.4 * len(pairs), 4.8), squeeze=False)
-    axes = axes[0]
+    # At most 3 panels a row: T = 4 tasks give 6 pairs, one row of which was 3,700 px wide.
+    ncols = min(PARETO_COLUMNS, len(pairs))
+    nrows = -(-len(pairs) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 4.8 * nrows), squeeze=False)
+    cells = list(grid.flat)
+    for unused in cells[len(pairs) :]:
+        fig.delaxes(unused)
+    axes = cells[: len(pairs)]
     for ax, (x, y) in zip(axes, pairs, strict=True):
         sx, sy = _scale(x, tasks), _scale(y, tasks)
         spans: dict[str, list[float]] = {x: [], y: []}
@@ -463,6 +469,9 @@ def pareto_figure(
         "(arrows: sweep points outside the frame)",
         path,
     )
+
+
+PARETO_COLUMNS = 3
 
 
 def _short(col: str) -> str:

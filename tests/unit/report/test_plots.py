@@ -130,3 +130,43 @@ def test_nine_methods_get_nine_colours_none_of_them_grey():
     colours = [palette[n] for n in names]
     assert len(set(colours)) == 9
     assert all(max(c) - min(c) > 0.05 for c in colours)  # no grey among the methods
+
+
+def test_pareto_panels_wrap_after_three_columns(tmp_path: Path):
+    """5 tasks give 10 metric pairs: 4 rows of at most 3 panels (the last row 1), not one row
+    10 panels wide."""
+    from mtlbench.mtl.tasks import Task, TaskSet
+
+    names = [f"d{i}" for i in range(5)]
+    tasks = TaskSet(
+        tuple(Task(n, i, "multiclass", 10, f"{n}_acc", True) for i, n in enumerate(names))
+    )
+    rng = np.random.default_rng(1)
+    rows = [
+        {
+            "run_id": f"{s}-{seed}",
+            "strategy": s,
+            "lr": 1e-3,
+            "seed": seed,
+            "status": "finished",
+            "tasks": ",".join(names),
+            report.TASK_SPEC: tasks.to_json(),
+            "best_val/score": 0.5,
+            "test/score": 0.5,
+            "test/delta_m": np.nan,
+            **{f"test/{n}_acc": 0.8 + rng.normal(0, 0.01) for n in names},
+            **{f"best_val/{n}_acc": 0.8 for n in names},
+            **dict.fromkeys(report.GROUP_PARAMS, "g"),
+        }
+        for s in ("sum", "dwa")
+        for seed in range(3)
+    ]
+    tidy = pd.DataFrame(rows)
+    summary = report.summarize(tidy)
+    palette = plots.strategy_palette(list(tidy["strategy"]))
+    empty = report.single_task_baselines(tidy)
+    path = plots.pareto_figure(tidy, summary, empty, palette, tmp_path / "pareto.png")
+    width, height = Image.open(path).size
+    # 3 panels of 5.4 in by 4 rows of 4.8 in at 110 dpi (+ legend and title): taller than wide,
+    # and far from a 10-panel row (5,940 px)
+    assert height > width and width < 4 * 5.4 * 110, (width, height)
