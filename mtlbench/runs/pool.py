@@ -61,6 +61,11 @@ def _set_up(
 ) -> None:
     import torch
 
+    # What unpickling a trial imports (the trial runner, the trainer, every strategy) is
+    # imported here, where an interrupt leaves quietly: imported later by the executor's
+    # queue read, a SIGTERM during the import (seconds on a slow host) escaped as a worker
+    # traceback (seen in CI on a slow 2-core host).
+    import mtlbench.runs.trial  # noqa: F401
     from mtlbench.tracking import TrackedRun, Tracker
     from mtlbench.training.prepare import prepare_data, resolve_device
 
