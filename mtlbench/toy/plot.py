@@ -18,7 +18,7 @@ import numpy as np
 from mtlbench.toy.pareto import pareto_set
 
 if TYPE_CHECKING:
-    from mtlbench.toy.run import ToyResult
+    from mtlbench.toy.results import ToyResult
 
 EXTENT = 11.0  # the papers' plotting window [-11, 11]^2
 MAX_POINTS = 1500  # per trajectory drawn (the run keeps every step)

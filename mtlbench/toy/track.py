@@ -13,7 +13,7 @@ import numpy as np
 from mtlbench.toy.pareto import distance
 
 if TYPE_CHECKING:
-    from mtlbench.toy.run import ToyResult
+    from mtlbench.toy.results import ToyResult
 
 N_LOGGED_STEPS = 50  # distance samples per trajectory, evenly spaced, the last step included
 

@@ -40,27 +40,15 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
-    """Every node except those under ``if TYPE_CHECKING:`` (imports for annotations only)."""
-    out: list[ast.AST] = []
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        out.append(node)
-        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            todo.extend(node.orelse)
-            continue
-        todo.extend(ast.iter_child_nodes(node))
-    return out
-
-
 def _imports() -> dict[str, set[str]]:
-    """Every mtlbench module and the mtlbench modules it imports (anywhere in its body)."""
+    """Every mtlbench module and the mtlbench modules it imports anywhere in its body, imports
+    under ``if TYPE_CHECKING:`` included: an import for annotations still ties the two modules
+    together (one hid a cycle here once: ``mtlbench.toy.plot -> mtlbench.toy.run -> plot``)."""
     graph: dict[str, set[str]] = {}
     for path in ROOT.rglob("*.py"):
         name = _module_name(path)
         found: set[str] = set()
-        for node in _runtime_nodes(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 if node.module.startswith("mtlbench"):
                     found.add(node.module)
