@@ -52,6 +52,13 @@ class NullReporter:
         yield _NullTask()
 
 
+def status_text(fields: dict[str, Any]) -> str:
+    """``loss=0.25  lr=0.001``: a task's status fields as one line (floats to 4 digits)."""
+    return "  ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
+    )
+
+
 class _RichTask:
     def __init__(self, progress: Any, task_id: Any) -> None:
         self._progress = progress
@@ -65,12 +72,7 @@ class _RichTask:
 
     @staticmethod
     def _fields(fields: dict[str, Any]) -> dict[str, Any]:
-        if not fields:
-            return {}
-        text = "  ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
-        )
-        return {"status": text}
+        return {"status": status_text(fields)} if fields else {}
 
 
 LOG_EVERY_S = 60.0
@@ -107,7 +109,7 @@ class LogTask:
 
     def update(self, **fields: Any) -> None:
         if fields:
-            self._status = _RichTask._fields(fields)["status"]
+            self._status = status_text(fields)
         now = self._clock()
         finished = self.done >= self._total
         due = finished or self._last is None or now - self._last >= self._every

@@ -50,9 +50,9 @@ def excerpt(g: text.GroupReport, folder: str = ".") -> str:
         f"one page with the figures: [`report.html`]({folder}/report.html)):\n",
         text.markdown_table(header, kept),
     ]
-    _, base_rows = text.baseline_table(g.summary, g.tasks)
+    base_header, base_rows = text.baseline_table(g.summary, g.tasks)
     if base_rows:
-        parts.append(text.markdown_table(*text.baseline_table(g.summary, g.tasks)))
+        parts.append(text.markdown_table(base_header, base_rows))
     if g.verdicts is not None:
         parts.append("**Verdicts** (generated from the tests above):\n")
         parts.append("\n".join(f"- {s}" for s in g.verdicts.sentences()) + "\n")

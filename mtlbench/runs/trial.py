@@ -86,7 +86,7 @@ def cpu_model() -> str:
 def host_label(device: torch.device) -> str:
     """What a trial's speed depends on, as the tag :data:`HOST_TAG`: the GPU's name, or the CPU
     model and the CPUs this process may use. A study that spans sessions can span machines
-    (the same model name ran 8x apart, docs/performance.md); the report says so."""
+    (the same model name ran 8.4x apart, experiments/utkface-cpu.toml); the report says so."""
     if device.type == "cuda":
         import torch
 
