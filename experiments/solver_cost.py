@@ -13,7 +13,7 @@ import warnings
 import torch
 
 from mtlbench import weighting
-from mtlbench.tasks import Task
+from mtlbench.mtl.tasks import Task
 
 NAMES = ("mgda", "upgrad", "pcgrad", "gradvac", "cagrad", "nash_mtl", "imtl", "aligned_mtl")
 

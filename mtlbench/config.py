@@ -341,16 +341,20 @@ def config_from_dict(raw: Mapping[str, Any]) -> RunConfig:
     return RunConfig(**sections, output=output)
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a TOML study definition (data only, never executed)."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The tables of a TOML study definition, as written (data only, never executed)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from exc
-    return config_from_dict(raw)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a TOML study definition (data only, never executed)."""
+    return config_from_dict(read_toml(path))
 
 
 def override(cfg: RunConfig, section: str, **changes: Any) -> RunConfig:

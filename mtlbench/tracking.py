@@ -353,14 +353,23 @@ def _best_values(params: Mapping[str, str]) -> dict[str, float]:
 
 
 def load_histories(uri: str, run_ids: Iterable[str], keys: Iterable[str]) -> pd.DataFrame:
-    """Long frame (run_id, key, step, value) of per-epoch metric histories."""
+    """Long frame (run_id, key, step, value) of per-epoch metric histories, one value per step.
+
+    A trial restarted without its checkpoint (one carried to another machine, or whose
+    checkpoint was lost) logs the epochs it re-runs a second time; the newest value of a step
+    is the one its final model went through, so earlier ones are dropped.
+    """
     import pandas as pd
 
     client = make_client(uri)
     rows = [
-        {"run_id": rid, "key": key, "step": m.step, "value": m.value}
+        {"run_id": rid, "key": key, "step": m.step, "value": m.value, "ts": m.timestamp}
         for rid in run_ids
         for key in keys
         for m in client.get_metric_history(rid, key)
     ]
-    return pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+    frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "ts"])
+    # A stable sort keeps the store's order between values logged in the same millisecond.
+    frame = frame.sort_values("ts", kind="stable")
+    frame = frame.drop_duplicates(["run_id", "key", "step"], keep="last")
+    return frame.sort_values(["run_id", "key", "step"]).drop(columns="ts").reset_index(drop=True)

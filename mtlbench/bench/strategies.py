@@ -32,12 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from mtlbench import weighting
 from mtlbench.config import ModelConfig, TrainConfig
 from mtlbench.mtl.model import HydraNet, build_model
-from mtlbench.mtl.tasks import TASKS, random_batch, task_losses
+from mtlbench.mtl.tasks import TASKS, Task, random_batch, task_losses
 from mtlbench.training import gradients
 from mtlbench.training.gradients import JacobianMode
 from mtlbench.training.loop import make_optimizer
@@ -90,17 +89,17 @@ class _Variant:
     times: list[float]
 
 
-def _losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[Any, torch.Tensor]:
+def _losses(model: HydraNet, x: torch.Tensor, y: torch.Tensor) -> tuple[Any, torch.Tensor]:
     out = model(x)
-    return out, task_losses(out.outputs, y)
+    return out, task_losses(out.outputs, y, model.tasks)
 
 
 def _train_step(v: _Variant, x: torch.Tensor, y: torch.Tensor) -> None:
     model, strategy = v.model, v.strategy
     # a validation batch of the same size: the training batch itself (the cost is what counts)
     lr = float(v.optimizer.param_groups[0]["lr"])
-    gradients.prepare_step(strategy, model, (x, y), lambda: (x, y), lr)
-    features, losses = gradients.forward_losses(strategy, model, x, y)
+    gradients.prepare_step(strategy, model, (x, y), lambda: (x, y), lr, model.tasks)
+    features, losses = gradients.forward_losses(strategy, model, x, y, model.tasks)
     gradients.backward(
         strategy,
         losses,
@@ -187,21 +186,25 @@ def bench_strategies(
     device: torch.device | None = None,
     baselines: bool = True,
     progress: Callable[[str], None] | None = None,
+    tasks: Sequence[Task] = TASKS,
+    channels: int = 3,
 ) -> list[StrategyRow]:
-    """Step time and peak memory of each strategy spec in ``names`` (``sum`` is added first)."""
+    """Step time and peak memory of each strategy spec in ``names`` (``sum`` is added first),
+    on a model with a head per task of ``tasks`` and ``channels``-channel images."""
     device = device or torch.device("cpu")
     names = ["sum", *[n for n in names if n != "sum"]]
     torch.manual_seed(0)
-    base = build_model(ModelConfig(backbone=backbone), TASKS).to(device)
-    x, y = (t.to(device) for t in random_batch(batch_size, image_size))
+    base = build_model(ModelConfig(backbone=backbone), tasks, channels).to(device)
+    batch = random_batch(batch_size, image_size, tasks=tasks, channels=channels)
+    x, y = (t.to(device) for t in batch)
     variants = [
-        _make_variant(n, weighting.create(n, TASKS, seed=0), None, base, device) for n in names
+        _make_variant(n, weighting.create(n, tasks, seed=0), None, base, device) for n in names
     ]
     if baselines:
         for short, cls in (("representation", _RepresentationSum), ("shared", _SharedSum)):
             for mode in gradients.JACOBIAN_MODES:
                 label = f"jacobian/{short}:{mode}"
-                variants.append(_make_variant(label, cls(TASKS), mode, base, device))
+                variants.append(_make_variant(label, cls(tasks), mode, base, device))
 
     def sync() -> None:
         if device.type == "cuda":

@@ -52,6 +52,7 @@ def study_throughput(
     max_samples: int | None = 1000,
     backbone: str = "resnet18",
     device: str = "auto",
+    dataset: str = "utkface",
 ) -> StudyThroughput:
     from mtlbench.runs.launch import run_study
 
@@ -64,6 +65,7 @@ def study_throughput(
                     image_size=image_size,
                     max_samples=max_samples,
                     cache_dir=str(cache_dir),
+                    dataset=dataset,
                 ),
                 model=ModelConfig(backbone=backbone),
                 train=TrainConfig(epochs=epochs, device=device),

@@ -10,8 +10,18 @@ from mtlbench.cli.common import _guard, _split_strategies, app
 @app.command()
 def bench(
     batch_size: int = typer.Option(64, "--batch-size"),
-    image_size: int = typer.Option(32, "--image-size"),
-    backbone: str = typer.Option("resnet18", "--backbone"),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="Square side in px (default: the dataset's)."
+    ),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="(default: the dataset's; resnet18 for utkface)"
+    ),
+    dataset: str = typer.Option(
+        "utkface",
+        "--dataset",
+        help="Whose tasks (heads, T) and image channels --strategies and --concurrency use; "
+        "the default benchmark and --model-only compare against UTKFace's tutorial.",
+    ),
     steps: int | None = typer.Option(
         None,
         "--steps",
@@ -53,32 +63,43 @@ def bench(
 
     def go() -> str:
         from mtlbench.config import DataConfig
+        from mtlbench.data import registry
+        from mtlbench.mtl.tasks import UTKFACE_TASKS
         from mtlbench.training.prepare import resolve_device
 
+        plugin = registry.get(dataset)
+        size = image_size or plugin.default_image_size
+        net = backbone or plugin.default_backbone
+        if concurrency is None and strategies is None and plugin.tasks != UTKFACE_TASKS:
+            raise ValueError(
+                f"the default benchmark and --model-only time the UTKFace tutorial's three "
+                f"heads; dataset {dataset!r} has other tasks: use --strategies or --concurrency"
+            )
         if concurrency is not None:
             from mtlbench.bench.study import study_throughput
 
-            dc = DataConfig(source=data, image_size=image_size, cache_dir=cache_dir)
+            dc = DataConfig(source=data, image_size=size, cache_dir=cache_dir, dataset=dataset)
             result = study_throughput(
                 dc.source,
                 workers=concurrency,
                 cache_dir=dc.cache_path,
-                image_size=image_size,
-                backbone=backbone,
+                image_size=size,
+                backbone=net,
                 max_samples=max_samples,
                 device=device,
+                dataset=dataset,
             )
             return result.table()
         if strategies is None and not model_only:
             from mtlbench.bench.pipeline import pipeline_benchmark
 
-            dc = DataConfig(source=data, image_size=image_size, cache_dir=cache_dir)
+            dc = DataConfig(source=data, image_size=size, cache_dir=cache_dir)
             report = pipeline_benchmark(
                 dc.source,
-                image_size=image_size,
+                image_size=size,
                 batch_size=batch_size,
                 max_samples=max_samples,
-                backbone=backbone,
+                backbone=net,
                 device=resolve_device(device),
                 cache_dir=dc.cache_path,
             )
@@ -95,22 +116,24 @@ def bench(
                 weighting.resolve(name)
             rows = bench_strategies(
                 names,
-                backbone=backbone,
+                backbone=net,
                 batch_size=batch_size,
-                image_size=image_size,
+                image_size=size,
                 steps=steps or 3,
                 rounds=rounds,
                 device=resolve_device(device),
                 progress=lambda msg: typer.echo(msg, err=True),
+                tasks=plugin.tasks.tasks,
+                channels=plugin.channels,
             )
             return strategies_table(rows, markdown=markdown)
 
         from mtlbench.bench.throughput import model_throughput, throughput_table
 
         rows_model = model_throughput(
-            backbone=backbone,
+            backbone=net,
             batch_size=batch_size,
-            image_size=image_size,
+            image_size=size,
             steps=steps or 20,
             device=resolve_device(device),
         )

@@ -39,7 +39,7 @@ def datasets_cmd() -> None:
     for plugin in plugins.values():
         for i, t in enumerate(plugin.tasks):
             direction = "higher is better" if t.higher_is_better else "lower is better"
-            about = f"{plugin.description} (suggested: {plugin.default_backbone}, "
+            about = f"{plugin.description} (defaults: {plugin.default_backbone}, "
             about += f"{plugin.default_image_size} px)"
             table.add_row(
                 plugin.name if i == 0 else "",

@@ -23,15 +23,18 @@ from mtlbench.config import (
     DEFAULT_STRATEGIES,
     ConfigError,
     RunConfig,
-    load_config,
+    config_from_dict,
     override,
+    read_toml,
 )
 from mtlbench.infra import interrupts
 
 
 def build_config(**opts: Any) -> RunConfig:
-    """Defaults, then the TOML file, then command-line flags (flags win)."""
-    cfg = load_config(opts["config"]) if opts.get("config") else RunConfig()
+    """Defaults, then the dataset plug-in's backbone and image size, then the TOML file, then
+    command-line flags (flags win)."""
+    raw = read_toml(opts["config"]) if opts.get("config") else {}
+    cfg = config_from_dict(raw)
     cfg = override(
         cfg,
         "data",
@@ -89,15 +92,25 @@ def build_config(**opts: Any) -> RunConfig:
         register_model=opts.get("register_model"),
     )
     cfg = override(cfg, "root", output=opts.get("output"))
-    _check_dataset(cfg.data.dataset)
-    return cfg
+    return _dataset_defaults(cfg, raw, opts)
 
 
-def _check_dataset(name: str) -> None:
-    """Fail before any work on an unknown ``--dataset`` (the error lists the registered ones)."""
+def _dataset_defaults(cfg: RunConfig, raw: dict[str, Any], opts: dict[str, Any]) -> RunConfig:
+    """The plug-in's ``default_backbone`` / ``default_image_size`` where neither the TOML file
+    nor a flag chose one (multi-digits' images are made for ``lenet``, not ResNet18). Fails
+    before any work on an unknown ``--dataset``: the error lists the registered ones."""
     from mtlbench.data import registry
 
-    registry.get(name)
+    plugin = registry.get(cfg.data.dataset)
+
+    def unset(flag: str, table: str, key: str) -> bool:
+        return opts.get(flag) is None and key not in raw.get(table, {})
+
+    if unset("backbone", "model", "backbone"):
+        cfg = override(cfg, "model", backbone=plugin.default_backbone)
+    if unset("image_size", "data", "image_size"):
+        cfg = override(cfg, "data", image_size=plugin.default_image_size)
+    return cfg
 
 
 def _expand_all(cfg: RunConfig) -> RunConfig:
@@ -131,7 +144,10 @@ def run(
         rich_help_panel="Data",
     ),
     image_size: int | None = typer.Option(
-        None, "--image-size", help="Square side in px (default: 32).", rich_help_panel="Data"
+        None,
+        "--image-size",
+        help="Square side in px (default: the dataset's; 32 for every built-in).",
+        rich_help_panel="Data",
     ),
     cache_dir: str | None = typer.Option(
         None,
@@ -142,7 +158,8 @@ def run(
     backbone: str | None = typer.Option(
         None,
         "--backbone",
-        help=f"One of {', '.join(BACKBONES)} (default: resnet18).",
+        help=f"One of {', '.join(BACKBONES)} (default: the dataset's, see mtlbench datasets: "
+        "resnet18 for utkface, lenet for multi-digits).",
         rich_help_panel="Model",
     ),
     weights: str | None = typer.Option(

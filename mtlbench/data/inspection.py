@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mtlbench.data.dataset import SYNTHETIC, is_synthetic, load_entry
+from mtlbench.data.describe import Counts, bars, shares
 from mtlbench.data.entry import CACHE_VERSION, SKIPPED_TSV, StoredEntry, read_entry
 from mtlbench.data.errors import Skipped
 from mtlbench.data.names import GENDER_NAMES, RACE_NAMES
@@ -22,7 +23,6 @@ from mtlbench.infra.progress import NullReporter, Reporter
 # (JPEG draft mode decodes at 1/8 scale) unless an entry at any size is already cached.
 INSPECT_SIZE = 16
 _TEXT_SKIPPED_LIMIT = 20
-Counts = tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,9 @@ class DatasetInspection:
                 f"age: {self.age_min}-{self.age_max} years, mean {self.age_mean:.1f}, "
                 f"median {self.age_median:g}"
             )
-            lines += _bars(self.age_by_decade, self.n_images)
-            lines.append("gender: " + _shares(self.gender_counts, self.n_images))
-            lines.append("race: " + _shares(self.race_counts, self.n_images))
+            lines += bars(self.age_by_decade, self.n_images)
+            lines.append("gender: " + shares(self.gender_counts, self.n_images))
+            lines.append("race: " + shares(self.race_counts, self.n_images))
         lines += self._skipped_lines()
         return "\n".join(lines)
 
@@ -95,18 +95,6 @@ class DatasetInspection:
         if self.skipped_report is not None:
             lines.append(f"full list: {self.skipped_report}")
         return lines
-
-
-def _shares(counts: Counts, total: int) -> str:
-    return ", ".join(f"{name} {n:,} ({100 * n / total:.1f}%)" for name, n in counts)
-
-
-def _bars(counts: Counts, total: int, width: int = 30) -> list[str]:
-    peak = max(n for _, n in counts) or 1
-    return [
-        f"  {name:>7} {n:>7,} {100 * n / total:5.1f}% {'#' * round(width * n / peak)}"
-        for name, n in counts
-    ]
 
 
 def _label_counts(values: np.ndarray, names: Sequence[str]) -> Counts:

@@ -66,6 +66,7 @@ MULTI_DIGITS = DatasetPlugin(
     default_image_size=32,
     default_backbone="lenet",
     flip_preserves_labels=False,
+    channels=1,
 )
 MULTI_DIGITS_4 = DatasetPlugin(
     name="multi-digits-4",
@@ -76,4 +77,5 @@ MULTI_DIGITS_4 = DatasetPlugin(
     default_image_size=32,
     default_backbone="lenet",
     flip_preserves_labels=False,
+    channels=1,
 )

@@ -67,7 +67,10 @@ class DatasetPlugin:
     ``load(source, image_size, *, cache_dir, reporter)`` returns :class:`LoadedData`; ``source``
     is what ``--data`` says (a path, or None / "synthetic" for a built-in stand-in when the
     plug-in has one). ``flip_preserves_labels`` allows horizontal-flip augmentation (False for
-    left/right tasks). ``default_backbone`` names an entry of the backbone registry."""
+    left/right tasks). ``default_backbone`` names an entry of the backbone registry.
+    ``channels`` (1 or 3) is what ``load``'s images have: benchmarks build the model from it
+    without loading the data, and loading checks it. ``inspector`` replaces the generic
+    ``mtlbench data inspect`` description (:mod:`mtlbench.data.describe`)."""
 
     name: str
     description: str
@@ -77,3 +80,11 @@ class DatasetPlugin:
     default_backbone: str = "resnet18"
     flip_preserves_labels: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    channels: int = 3
+    # ``inspector(source, *, cache_dir, reporter) -> str``: the plug-in's own ``mtlbench data
+    # inspect`` text (UTKFace: file-level skip reasons and digests); None: the generic one.
+    inspector: Callable[..., str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"dataset {self.name!r}: channels must be 1 or 3, got {self.channels}")

@@ -13,10 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlbench.data.describe import describe
 from mtlbench.data.plugin import DatasetPlugin, LoadedData
 from mtlbench.infra.progress import Reporter
 
-__all__ = ["ENTRY_POINT_GROUP", "DatasetPlugin", "LoadedData", "all_plugins", "get", "load"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "DatasetPlugin",
+    "LoadedData",
+    "all_plugins",
+    "get",
+    "inspect_plugin",
+    "load",
+]
 
 ENTRY_POINT_GROUP = "mtlbench.datasets"
 
@@ -84,16 +93,21 @@ def load(
     cache_dir: Path,
     reporter: Reporter | None = None,
 ) -> LoadedData:
-    """``plugin.load`` with its result checked against the declared tasks: one label column
-    per task (n_outputs for a multilabel one), class labels within each task's classes, images
-    of the requested size. A mismatch is the plug-in's bug, named here rather than deep in
-    training."""
+    """``plugin.load`` with its result checked against the declaration: one label column per
+    task (n_outputs for a multilabel one), class labels within each task's classes, images
+    of the declared channels and the requested size. A mismatch is the plug-in's bug, named
+    here rather than deep in training."""
     data = plugin.load(source, image_size, cache_dir=cache_dir, reporter=reporter)
     tasks = plugin.tasks
     if data.labels.ndim != 2 or data.labels.shape[1] != tasks.n_columns:
         raise ValueError(
             f"dataset {plugin.name!r} declares {len(tasks)} tasks reading {tasks.n_columns} "
             f"label columns, but its labels have shape {data.labels.shape}"
+        )
+    if data.channels != plugin.channels:
+        raise ValueError(
+            f"dataset {plugin.name!r} declares channels={plugin.channels} but returned "
+            f"{data.channels}-channel images (set DatasetPlugin(channels={data.channels}))"
         )
     if data.images.shape[2] != image_size:
         raise ValueError(
@@ -111,3 +125,19 @@ def load(
                 f"numbers in 0..{high}, found {cols.min()}..{cols.max()}"
             )
     return data
+
+
+def inspect_plugin(
+    plugin: DatasetPlugin,
+    source: str | None,
+    *,
+    cache_dir: Path,
+    reporter: Reporter | None = None,
+) -> str:
+    """The plug-in's own ``inspector`` when it has one, else ``source`` loaded through the
+    plug-in (checked like a run's data) and described from the declared tasks."""
+    if plugin.inspector is not None:
+        return plugin.inspector(source, cache_dir=cache_dir, reporter=reporter)
+
+    data = load(plugin, source, plugin.default_image_size, cache_dir=cache_dir, reporter=reporter)
+    return describe(plugin, data)

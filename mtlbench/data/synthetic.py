@@ -10,6 +10,7 @@ from numpy generators seeded by (seed, index), so two builds give identical byte
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -157,6 +158,10 @@ def _features(
         draw.chord((cx - half_w, cy - half_h * 0.2, cx + half_w, cy + half_h), 20, 160, fill=hair)
 
 
+# 2000-01-01T00:00:00Z: every drawn file gets this mtime (see make_synthetic_folder).
+_PINNED_MTIME_NS = 946_684_800 * 10**9
+
+
 def write_faces(
     folder: Path,
     labels: Sequence[tuple[int, int, int]],
@@ -223,6 +228,10 @@ def make_synthetic_folder(
                 write_faces(folder, batch, size, seed, first_index=start)
                 task.advance(len(batch))
         _write_irregular(folder, size, seed)
+        # A folder source is keyed by (path, size, mtime) of its files, so a set redrawn into
+        # a fresh cache would get a new data hash and `--resume` would not find its study.
+        for path in folder.iterdir():
+            os.utime(path, ns=(_PINNED_MTIME_NS, _PINNED_MTIME_NS))
 
     def load(entry: Path) -> Path | None:
         folder = entry / "UTKFace"

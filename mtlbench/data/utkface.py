@@ -41,6 +41,15 @@ def load_utkface(
     )
 
 
+def inspect_utkface(
+    source: str | None, *, cache_dir: Path, reporter: Reporter | None = None
+) -> str:
+    """File-level inspection: every skipped file with its reason, and the files digest."""
+    from mtlbench.data.inspection import inspect_dataset
+
+    return inspect_dataset(source, cache_dir=cache_dir, reporter=reporter).to_text()
+
+
 UTKFACE = DatasetPlugin(
     name="utkface",
     description="UTKFace faces (Zhang et al. 2017): age, gender and race from one face image",
@@ -49,4 +58,5 @@ UTKFACE = DatasetPlugin(
     default_image_size=32,
     default_backbone="resnet18",
     flip_preserves_labels=True,
+    inspector=inspect_utkface,
 )

@@ -206,18 +206,21 @@ def task_losses(
 
 
 def random_batch(
-    batch_size: int, image_size: int, *, seed: int = 0
+    batch_size: int,
+    image_size: int,
+    *,
+    seed: int = 0,
+    tasks: Sequence[Task] = TASKS,
+    channels: int = 3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A reproducible random batch (normal images, labels in every task's range: age 1-89,
-    gender 0/1, race 0-4) for benchmarks and tests; drawn on the CPU from its own generator."""
+    """A reproducible random batch for benchmarks and tests, drawn on the CPU from its own
+    generator: normal images and, per task in column order, labels in its range (regression
+    1-89, UTKFace's ages; binary and multilabel 0/1; multiclass 0..n_outputs-1)."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch_size, 3, image_size, image_size, generator=g)
-    y = torch.stack(
-        [
-            torch.randint(1, 90, (batch_size,), generator=g),
-            torch.randint(0, 2, (batch_size,), generator=g),
-            torch.randint(0, 5, (batch_size,), generator=g),
-        ],
-        dim=1,
-    )
+    x = torch.randn(batch_size, channels, image_size, image_size, generator=g)
+    y = torch.zeros(batch_size, max(t.columns.stop for t in tasks), dtype=torch.int64)
+    for t in sorted(tasks, key=lambda t: t.column):
+        low, high = {"regression": (1, 90), "multiclass": (0, t.n_outputs)}.get(t.kind, (0, 2))
+        width = t.columns.stop - t.columns.start
+        y[:, t.columns] = torch.randint(low, high, (batch_size, width), generator=g)
     return x, y

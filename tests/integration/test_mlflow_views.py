@@ -10,7 +10,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mtlbench.runs.observe import dataset_name, log_dataset, system_metrics, wants_system_metrics
-from mtlbench.tracking import EXPERIMENT_KIND_TAG, TRAINING_KIND, Tracker, runs_table_url
+from mtlbench.tracking import (
+    EXPERIMENT_KIND_TAG,
+    TRAINING_KIND,
+    Tracker,
+    load_histories,
+    runs_table_url,
+)
 
 PARAMS = {
     "data": "/data/faces/UTKFace.tar.gz",
@@ -112,3 +118,20 @@ def test_cli_run_with_system_metrics_on_a_cpu(
     assert trial.data.metrics["system/cpu_utilization_percentage"] >= 0
     assert trial.data.metrics["system/system_memory_usage_megabytes"] > 0
     assert not client.list_artifacts(trial.info.run_id, "model")  # --log-model none
+
+
+def test_histories_keep_the_newest_value_of_a_step_a_restarted_trial_logged_twice(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = Tracker(uri, "restart").start_run("trial")
+    # First attempt: epochs 0-1, then killed; the restart without a checkpoint re-runs 0-2.
+    for step, value in enumerate((3.0, 2.0)):
+        run.log_metrics({"val/score": value}, step=step, timestamp_ms=1_000 + step)
+    for step, value in enumerate((2.5, 1.5, 1.0)):
+        run.log_metrics({"val/score": value}, step=step, timestamp_ms=2_000 + step)
+    frame = load_histories(uri, [run.run_id], ["val/score"])
+    assert list(frame.columns) == ["run_id", "key", "step", "value"]
+    assert frame["step"].tolist() == [0, 1, 2]
+    assert frame["value"].tolist() == [2.5, 1.5, 1.0]
+    assert load_histories(uri, [run.run_id], ["no/such"]).empty

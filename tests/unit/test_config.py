@@ -160,3 +160,23 @@ def test_new_grid_keys_keep_old_study_signatures():
     assert swept["search"]["static_sweep"] == 5
     auto = study_definition(override(RunConfig(), "search", lrs="auto"), data)
     assert auto["search"]["lrs_auto"] is True
+
+
+def test_the_dataset_plugin_chooses_backbone_and_size_unless_the_toml_or_a_flag_does(tmp_path):
+    from mtlbench.cli.run import build_config
+
+    digits = build_config(dataset="multi-digits")
+    assert (digits.model.backbone, digits.data.image_size) == ("lenet", 32)
+    assert build_config().model.backbone == "resnet18"  # utkface's
+    assert build_config(dataset="multi-digits", backbone="tiny").model.backbone == "tiny"
+    path = tmp_path / "d.toml"
+    path.write_text(
+        '[data]\ndataset = "multi-digits"\nimage_size = 48\n[model]\nbackbone = "tiny"\n'
+    )
+    chosen = build_config(config=str(path))
+    assert (chosen.model.backbone, chosen.data.image_size) == ("tiny", 48)
+    # A TOML that names only the dataset still gets the plug-in's backbone.
+    path.write_text('[data]\ndataset = "multi-digits-4"\n')
+    assert build_config(config=str(path)).model.backbone == "lenet"
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        build_config(dataset="nope")

@@ -72,3 +72,41 @@ def test_cli_bench_refuses_unknown_strategies():
     result = CliRunner().invoke(app, ["bench", "--strategies", "nope", "--backbone", "tiny"])
     assert result.exit_code == 2
     assert "unknown strategy 'nope'" in result.output
+
+
+def test_a_dataset_plugin_sets_the_heads_the_channels_and_the_default_backbone():
+    from mtlbench.data import registry
+    from mtlbench.mtl.gray_backbones import LeNet
+    from mtlbench.mtl.tasks import random_batch
+
+    four = registry.get("multi-digits-4")
+    x, y = random_batch(64, 16, tasks=four.tasks.tasks, channels=four.channels)
+    assert x.shape == (64, 1, 16, 16) and y.shape == (64, 4)
+    assert y.min() >= 0 and y.max() <= 9 and len(y.unique()) == 10
+    rows = bench_strategies(
+        ["mgda"],
+        backbone="lenet",
+        batch_size=4,
+        image_size=16,
+        steps=1,
+        rounds=1,
+        warmup=0,
+        tasks=four.tasks.tasks,
+        channels=four.channels,
+    )
+    by_name = {r.name: r for r in rows}
+    # T = 4: the batched shared Jacobian holds 4 gradients of every LeNet parameter.
+    n_shared = sum(p.numel() for p in LeNet().parameters())
+    assert by_name["jacobian/shared:batched"].peak_mb >= 4 * n_shared * 4 / 2**20
+    result = CliRunner().invoke(
+        app,
+        [
+            *("bench", "--dataset", "multi-digits-4", "--strategies", "static:1,2,3,4"),
+            *("--batch-size", "4", "--image-size", "16", "--steps", "1", "--rounds", "1"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "static:1,2,3,4" in result.output
+    result = CliRunner().invoke(app, ["bench", "--dataset", "multi-digits", "--model-only"])
+    assert result.exit_code == 2
+    assert "dataset 'multi-digits' has other tasks: use --strategies" in result.output

@@ -63,12 +63,17 @@ def test_load_checks_labels_against_the_declared_tasks() -> None:
     plugin = DatasetPlugin("fake", "d", three, load=lambda *a, **k: _digits_like())
     with pytest.raises(ValueError, match="declares 3 tasks reading 3 label columns, but its"):
         registry.load(plugin, None, 12, cache_dir=Path("."))
-    two = DatasetPlugin("fake2", "d", TWO, load=lambda *a, **k: _digits_like())
+    two = DatasetPlugin("fake2", "d", TWO, load=lambda *a, **k: _digits_like(), channels=1)
     assert registry.load(two, None, 12, cache_dir=Path(".")).labels.shape == (8, 2)
+    rgb = DatasetPlugin("fake-rgb", "d", TWO, load=lambda *a, **k: _digits_like())
+    with pytest.raises(ValueError, match=r"declares channels=3 but returned 1-channel images"):
+        registry.load(rgb, None, 12, cache_dir=Path("."))
+    with pytest.raises(ValueError, match="channels must be 1 or 3, got 2"):
+        DatasetPlugin("fake-2ch", "d", TWO, load=lambda *a, **k: _digits_like(), channels=2)
     with pytest.raises(ValueError, match="returned 12 px images for image_size=16"):
         registry.load(two, None, 16, cache_dir=Path("."))
     five = TaskSet(tuple(Task(t.name, t.column, "multiclass", 5, t.metric, True) for t in TWO))
-    wrong = DatasetPlugin("fake5", "d", five, load=lambda *a, **k: _digits_like())
+    wrong = DatasetPlugin("fake5", "d", five, load=lambda *a, **k: _digits_like(), channels=1)
     with pytest.raises(ValueError, match=r"task 'left' \(multiclass\): labels must be whole "):
         registry.load(wrong, None, 12, cache_dir=Path("."))
 
@@ -93,7 +98,9 @@ def test_float_regression_targets_keep_their_fraction() -> None:
 
 
 def test_entry_point_plugins_are_listed(monkeypatch: pytest.MonkeyPatch) -> None:
-    plugin = DatasetPlugin("digits-ep", "two digits", TWO, load=lambda *a, **k: _digits_like())
+    plugin = DatasetPlugin(
+        "digits-ep", "two digits", TWO, load=lambda *a, **k: _digits_like(), channels=1
+    )
     factory = SimpleNamespace(name="digits-ep", value="pkg:make", load=lambda: lambda: plugin)
     real = importlib.metadata.entry_points
 

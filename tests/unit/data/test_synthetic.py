@@ -13,6 +13,7 @@ from mtlbench.data import (
     parse_name,
     split_indices,
 )
+from mtlbench.data.sources import FolderSource
 from mtlbench.data.synthetic import (
     EMPTY_FILE_NAME,
     IRREGULAR_FACE_NAMES,
@@ -33,16 +34,19 @@ def test_two_builds_give_identical_bytes(tmp_path: Path) -> None:
     assert a.name == "UTKFace" and a.parent.name == "synthetic-v1-n12-32"
     assert _tree(a) == _tree(b)
     assert len(_tree(a)) == 16
+    # Same data hash too (it covers mtimes), so --resume finds a study from a fresh cache.
+    assert FolderSource(a).content_sha256() == FolderSource(b).content_sha256()
     other = make_synthetic_folder(tmp_path / "a", n=12, size=32, seed=1)
     assert other != a and _tree(other) != _tree(a)
 
 
 def test_build_once_then_reuse(tmp_path: Path) -> None:
     first = make_synthetic_folder(tmp_path, n=5, size=32)
-    stamp = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    # Inode and ctime, not mtime: a rebuild writes new files but pins the same mtimes.
+    stamp = {p.name: (p.stat().st_ino, p.stat().st_ctime_ns) for p in first.iterdir()}
     again = make_synthetic_folder(tmp_path, n=5, size=32)
     assert again == first
-    assert {p.name: p.stat().st_mtime_ns for p in again.iterdir()} == stamp
+    assert {p.name: (p.stat().st_ino, p.stat().st_ctime_ns) for p in again.iterdir()} == stamp
     assert not list(tmp_path.glob(".tmp-*"))
 
 
