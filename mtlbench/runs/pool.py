@@ -40,20 +40,35 @@ class _WorkerState:
 
 
 _STATE: _WorkerState | None = None
+_BUSY = False  # this worker is running a trial
+
+
+def install_worker_signals() -> None:
+    """The parent handles Ctrl-C for everyone: it stops the workers with SIGTERM. A busy
+    worker takes the trial's clean path (its run marked KILLED, its checkpoint kept). An idle
+    one, blocked in the executor's queue read for a trial that will not come (every worker
+    once the queue runs dry, or after ``experiments/utkface-cpu.sh stop``), leaves at once:
+    an interrupt raised in that read escaped as a worker traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupts.install((signal.SIGTERM,))
+    trial_handler = signal.getsignal(signal.SIGTERM)
+    assert callable(trial_handler)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if not _BUSY:
+            os._exit(130)
+        trial_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _init_worker(
     cfg: RunConfig, parent_run_id: str, threads: int, devices: Sequence[str], slots: Any
 ) -> None:
-    # The parent handles Ctrl-C for everyone: it stops the workers with SIGTERM.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    interrupts.install((signal.SIGTERM,))
-    try:
-        _set_up(cfg, parent_run_id, threads, devices, slots)
-    except KeyboardInterrupt:
-        # Stopped before it took a trial, so there is nothing to mark. Leave quietly: any
-        # exception here makes the executor log "Exception in initializer" with a traceback.
-        os._exit(130)
+    # A SIGTERM during the set-up finds the worker idle: it leaves quietly (an exception here
+    # would make the executor log "Exception in initializer" with a traceback).
+    install_worker_signals()
+    _set_up(cfg, parent_run_id, threads, devices, slots)
 
 
 def _set_up(
@@ -82,9 +97,14 @@ def _set_up(
 def _run_one(planned: PlannedTrial) -> TrialOutcome:
     from mtlbench.runs.trial import execute_trial
 
+    global _BUSY
     assert _STATE is not None, "worker not initialised"
     s = _STATE
-    return execute_trial(planned, s.cfg, s.data, s.device, s.tracker, s.parent, NullReporter())
+    _BUSY = True
+    try:
+        return execute_trial(planned, s.cfg, s.data, s.device, s.tracker, s.parent, NullReporter())
+    finally:
+        _BUSY = False
 
 
 def run_pool(
