@@ -18,9 +18,13 @@
 # outside the repository (the cache is derived from the images, whose licence forbids
 # committing them).
 #
-# Across sessions (only the repository survives one): stop the study, then
+# Across sessions (only the repository survives one), from a second shell:
+#   experiments/utkface-cpu.sh stop     # no new trials; waits for the running ones, then stops
 #   experiments/utkface-cpu.sh save     # writes $CARRY: the MLflow database and the stage logs
-# and commit $CARRY. The next session's run restores it into an empty $STUDY and continues;
+# and commit $CARRY. `stop` loses no training: trials already running finish and are recorded
+# (start it as long before the session's end as the slowest running trial needs; its first
+# line names them, with their finished epochs). Interrupting the study instead (Ctrl-C)
+# throws the running trials' epochs away when the checkpoints stay behind. The next session's run restores it into an empty $STUDY and continues;
 # trials that were in flight start again from their first epoch (checkpoints stay behind, and
 # so do images and anything derived from them). Trials then come from several machines: each
 # trial's machine is its tag mtlbench.host, and the report says when step costs mix machines.
@@ -28,6 +32,75 @@ set -euo pipefail
 STUDY=${STUDY:-$HOME/utk-study}
 CARRY=${CARRY:-experiments/carry/utkface-cpu.tar.gz}
 mkdir -p "$STUDY"
+URI="sqlite:///$STUDY/mlflow.db"
+running_trials() {  # names and finished epochs of the trials running now, one per line
+    python -P - "$STUDY/mlflow.db" <<'PY'
+import sqlite3
+import sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+for name, epochs in db.execute(
+    "SELECT r.name, (SELECT COUNT(*) FROM metrics m WHERE m.run_uuid = r.run_uuid"
+    " AND m.key = 'time/epoch_s') FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid"
+    " WHERE r.status = 'RUNNING' AND t.key = 'mtlbench.kind' AND t.value = 'trial'"
+):
+    print(f"{name} ({epochs} epochs done)")
+PY
+}
+if [ "${1:-}" = stop ]; then
+    # The study's coordinator (`mtlbench run`, whose command line names this store; its
+    # pool workers' command lines do not) is paused: it hands out no new trial, while its
+    # workers finish theirs and record them in MLflow. A worker that used under 1% of a core
+    # for two 15 s samples in a row is idle (waiting for a trial that will not come). Then the
+    # coordinator is interrupted and exits; the recorded trials are kept by the next --resume.
+    pid=$(pgrep -f -- "mtlbench run .*--tracking-uri $URI( |\$)" | head -n 1 || true)
+    [ -n "$pid" ] || { echo "no study is running on $URI" >&2; exit 2; }
+    kill -STOP "$pid"
+    echo "$(date -Is) paused the coordinator ($pid): no new trials; waiting for:"
+    running_trials | sed 's/^/  /'
+    python -P - "$pid" <<'PY'
+import os
+import sys
+import time
+
+def cpu_s(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+def workers(parent: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if ppid == parent and b"spawn_main" in cmd:
+                out.append(int(entry))
+    return out
+
+idle_rounds = 0
+while idle_rounds < 2:
+    pids = workers(int(sys.argv[1]))
+    before = {p: cpu_s(p) for p in pids}
+    time.sleep(15)
+    busy = [p for p in pids if cpu_s(p) - before[p] > 0.15]
+    idle_rounds = 0 if busy else idle_rounds + 1
+PY
+    kill -INT "$pid"
+    kill -CONT "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 2; done
+    echo "$(date -Is) stopped with every worker idle; still marked running (restarted by the next run):"
+    running_trials | sed 's/^/  /'
+    echo "next: $0 save"
+    exit 0
+fi
 if [ "${1:-}" = save ]; then
     [ -e "$STUDY/mlflow.db" ] || { echo "nothing to save: no $STUDY/mlflow.db" >&2; exit 2; }
     tmp=$(mktemp -d)
@@ -49,7 +122,6 @@ if [ ! -e "$STUDY/mlflow.db" ] && [ -e "$CARRY" ]; then
     tar xzf "$CARRY" -C "$STUDY"
     echo "$(date -Is) continuing the study carried in $CARRY"
 fi
-URI="sqlite:///$STUDY/mlflow.db"
 EXPERIMENT=${EXPERIMENT:-utkface-cpu}
 CONFIG=${CONFIG:-experiments/utkface-cpu.toml}
 RESULTS=${RESULTS:-results/utkface-cpu}
@@ -80,8 +152,13 @@ group() {  # group NAME [mtlbench run flags...]: skipped when done, resumed when
         echo "$(date -Is) end $name"
         touch "$STUDY/logs/$name.done"
     else
-        echo "$(date -Is) FAILED $name (see $STUDY/logs/$name.log)"
-        exit 1
+        local rc=$?
+        if [ "$rc" = 130 ]; then
+            echo "$(date -Is) stopped $name: run this script again to continue"
+        else
+            echo "$(date -Is) FAILED $name (see $STUDY/logs/$name.log)"
+        fi
+        exit "$rc"
     fi
 }
 
