@@ -34,7 +34,7 @@ def bars(counts: Counts, total: int, width: int = 30) -> list[str]:
 def _class_names(task: Task) -> Sequence[str]:
     if task.classes:
         return task.classes
-    return [str(k) for k in range(2 if task.kind == "binary" else task.n_outputs)]
+    return [str(k) for k in range(task.n_classes)]
 
 
 def _regression_lines(task: Task, values: np.ndarray) -> list[str]:

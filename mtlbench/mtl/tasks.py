@@ -43,12 +43,17 @@ class Task:
             raise ValueError(f"task {self.name!r}: {self.kind} with {self.n_outputs} outputs")
         if self.kind == "multiclass" and self.n_outputs < 2:
             raise ValueError(f"task {self.name!r}: multiclass needs at least 2 outputs")
-        width = 2 if self.kind == "binary" else self.n_outputs
-        if self.classes and (self.kind == "regression" or len(self.classes) != width):
+        if self.classes and (self.kind == "regression" or len(self.classes) != self.n_classes):
             raise ValueError(
                 f"task {self.name!r}: {len(self.classes)} class names for a {self.kind} task "
-                f"with {width} classes"
+                f"with {self.n_classes} classes"
             )
+
+    @property
+    def n_classes(self) -> int:
+        """Classes (or multilabel labels) the task tells apart: 2 for a binary task's one
+        output."""
+        return 2 if self.kind == "binary" else self.n_outputs
 
     @property
     def columns(self) -> slice:
