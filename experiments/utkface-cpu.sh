@@ -29,6 +29,13 @@
 # so do images and anything derived from them). Trials then come from several machines: each
 # trial's machine is its tag mtlbench.host, and the report says when step costs mix machines.
 set -euo pipefail
+# The study and its helpers run mtlbench and python with mlflow: without them a session would
+# die on a traceback from a here-document, so say what to install instead.
+if ! command -v mtlbench > /dev/null || ! python -P -c 'import mlflow' 2> /dev/null; then
+    echo "error: mtlbench and its python are not on PATH: activate the environment where" \
+        "you ran \`pip install -e .\` (e.g. source .venv/bin/activate)" >&2
+    exit 2
+fi
 STUDY=${STUDY:-$HOME/utk-study}
 CARRY=${CARRY:-experiments/carry/utkface-cpu.tar.gz}
 mkdir -p "$STUDY"
